@@ -1,0 +1,55 @@
+"""RecBole's Config, with this plugin's models and layered property files.
+
+Precedence, later wins (RecBole's own semantics, with our layers inserted as
+"internal" defaults so that every user-facing way of setting a key still overrides them):
+
+    RecBole's built-in defaults
+    → properties/overall.yaml
+    → properties/model/<Model>.yaml
+    → properties/dataset/<dataset>.yaml
+    → --config_files / config_file_list
+    → config_dict
+    → command-line --key=value
+"""
+import os
+
+from recbole.config import Config as RecBoleConfig
+
+from recbole_tiger.utils import get_model
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "properties")
+
+
+def property_files(model, dataset):
+    """The plugin's yaml layers for (model, dataset), lowest precedence first."""
+    return [
+        os.path.join(PROPERTIES_DIR, "overall.yaml"),
+        os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+        os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
+    ]
+
+
+class Config(RecBoleConfig):
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+        if isinstance(model, str):
+            # Resolve the name ourselves so plugin models win; RecBole accepts a class.
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        overall, model_file, dataset_file = property_files(model, dataset)
+        if not os.path.isfile(overall):
+            raise FileNotFoundError(
+                f"recbole_tiger property files not found at {PROPERTIES_DIR}: "
+                "install the plugin from its source tree with `pip install -e .`"
+            )
+        for file in (overall, model_file, dataset_file):
+            if os.path.isfile(file):
+                loaded = self._update_internal_config_dict(file) or {}
+                if file == dataset_file:
+                    self.parameters["Dataset"] += [
+                        k for k in loaded if k not in self.parameters["Dataset"]
+                    ]

@@ -1,0 +1,125 @@
+"""Library entry points behind ``run_recbole_tiger.py`` and ``run_hyper.py``.
+
+They follow RecBole's ``recbole.quick_start`` function for function, with three
+differences: models and trainers resolve plugin-first (``--model=TIGER`` and every
+RecBole model), configs get our layered ``properties/``, and the result also carries what
+a benchmark needs (epochs, wall times, learning curve, parameter count).
+"""
+import logging
+import os
+import sys
+from logging import getLogger
+from time import time
+
+from recbole.data import create_dataset, data_preparation
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
+
+from recbole_tiger.compat import load_checkpoint
+from recbole_tiger.config import Config
+from recbole_tiger.data import ensure_dataset, dataset_not_found_message
+from recbole_tiger.utils import get_model, get_trainer
+
+
+def prepare_data(config):
+    """Create the RecBole dataset (preparing Amazon raw files first if needed) and split it."""
+    data_root, name = os.path.split(os.path.normpath(config["data_path"]))
+    ensure_dataset(name, data_root, logger=getLogger())
+    if not os.path.isfile(os.path.join(config["data_path"], f"{name}.inter")):
+        raise FileNotFoundError(dataset_not_found_message(name, data_root))
+    dataset = create_dataset(config)
+    return dataset, *data_preparation(config, dataset)
+
+
+def build_model(config, train_data):
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return get_model(config["model"])(config, train_data._dataset).to(config["device"])
+
+
+def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train, validate and test one model; RecBole's ``run_recbole`` with plugin models."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset, train_data, valid_data, test_data = prepare_data(config)
+    logger.info(dataset)
+
+    model = build_model(config, train_data)
+    logger.info(model)
+    try:
+        flops = get_flops(model, dataset, config["device"], logger, construct_transform(config))
+        logger.info(set_color("FLOPs", "blue") + f": {flops}")
+    except Exception as err:  # thop cannot trace every model; FLOPs are informative only
+        logger.warning(f"FLOPs not counted: {err}")
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_start = time()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_seconds = time() - test_start
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "epochs": trainer.epochs_done,
+        "budget_exhausted": trainer.budget_exhausted,
+        "train_seconds": trainer.train_seconds,
+        "fit_seconds": trainer.fit_seconds,
+        "test_seconds": test_seconds,
+        "valid_curve": trainer.valid_curve,
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "saved_model_file": trainer.saved_model_file if saved else None,
+        "config": config,
+    }
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """HyperTuning objective: RecBole's ``objective_function`` with plugin models."""
+    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    init_seed(config["seed"], config["reproducibility"])
+    logger = getLogger()
+    for handler in logger.handlers[:]:  # RecBole re-initialises logging per trial
+        logger.removeHandler(handler)
+    init_logger(config)
+    logging.basicConfig(level=logging.ERROR)
+    _, train_data, valid_data, test_data = prepare_data(config)
+    model = build_model(config, train_data)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
+    test_result = trainer.evaluate(test_data, load_best_model=saved)
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+def load_data_and_model(model_file):
+    """Rebuild config, data splits and the trained model from a checkpoint file."""
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
+    logger.info(dataset)
+    model = build_model(config, train_data)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
