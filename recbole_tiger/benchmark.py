@@ -1,0 +1,249 @@
+"""Side-by-side benchmark: several models, one split, one time budget, one table.
+
+Each (model, seed) runs in its own child process (clean memory peak, no state shared
+between models) and returns one result row. Rows merge into ``results/<dataset>.csv``
+keyed by (model, seed, budget), so a benchmark too long for one sitting can run one model
+per invocation and still end up in one table; every row carries its commit, date and
+machine. ``results/<dataset>.md`` and ``.png`` are regenerated from the csv each time.
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
+KEY = ("model", "seed", "budget_min")
+# Hyper-parameters worth showing next to a model's numbers, when the config has them.
+KEY_HYPERPARAMETERS = [
+    "learning_rate", "train_batch_size", "hidden_size", "d_model", "n_layers", "num_encoder_layers",
+    "num_decoder_layers", "n_heads", "hidden_dropout_prob", "dropout_prob", "mask_ratio", "beam_size",
+    "MAX_ITEM_LIST_LENGTH",
+]
+REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
+    "TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+    "SASRec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
+    "BERT4Rec": {"recall@5": 0.0203, "ndcg@5": 0.0124, "recall@10": 0.0347, "ndcg@10": 0.0170},
+}
+
+
+# ----------------------------------------------------------------------------- provenance
+def git_commit():
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine_description(device):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {device}"
+
+
+# ----------------------------------------------------------------------------- one run
+def run_one(model, dataset, seed, budget_min, config_files):
+    """Train/evaluate one model in this process and return its result row (a flat dict)."""
+    from recbole_tiger.quick_start import run_recbole_tiger
+
+    config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False}
+    result = run_recbole_tiger(model=model, dataset=dataset, config_file_list=config_files or None,
+                               config_dict=config_dict)
+    config = result["config"]
+    row = {
+        "model": model, "seed": seed, "budget_min": budget_min, "dataset": dataset,
+        **{f"test_{m}": result["test_result"].get(m) for m in METRICS},
+        **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
+        "epochs": result["epochs"],
+        "stopped_by": "budget" if result["budget_exhausted"] else "early stopping / epochs",
+        "train_wall_s": round(result["fit_seconds"], 1),
+        "eval_wall_s": round(result["test_seconds"], 1),
+        "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "n_params": result["n_params"],
+        "loss_type": config["loss_type"] or "CE over semantic-ID tokens",
+        "hyperparameters": "; ".join(f"{k}={config[k]}" for k in KEY_HYPERPARAMETERS if config[k] is not None),
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_description(config["device"]),
+        "config_files": " ".join(config_files or []),
+    }
+    return row, result["valid_curve"]
+
+
+def run_in_child(model, dataset, seed, budget_min, config_files, extra_args):
+    """Run one model in a child process; extra --key=value args reach its Config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "row.json")
+        cmd = [sys.executable, "-m", "recbole_tiger.benchmark", "--child", f"--model={model}",
+               f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}"]
+        if config_files:
+            cmd.append("--config_files=" + " ".join(config_files))
+        subprocess.run(cmd + extra_args, check=True)
+        with open(out) as f:
+            return json.load(f)
+
+
+# ----------------------------------------------------------------------------- results files
+def _atomic_write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_rows(csv_path):
+    if not os.path.isfile(csv_path):
+        return []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def merge_rows(old_rows, new_rows):
+    """New rows replace old rows with the same (model, seed, budget); the rest are kept."""
+    def key(row):
+        return tuple(str(row[k]) for k in KEY)
+
+    merged = {key(r): r for r in old_rows}
+    merged.update({key(r): r for r in new_rows})
+    return list(merged.values())
+
+
+def write_csv(csv_path, rows):
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    with tempfile.NamedTemporaryFile("w", delete=False, dir=os.path.dirname(csv_path), newline="",
+                                     encoding="utf-8", suffix=".tmp") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(f.name, csv_path)
+
+
+def _mean_std(values):
+    values = [float(v) for v in values if v not in (None, "")]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def markdown_table(rows, dataset):
+    """Measured rows (mean ± std over seeds per model and budget), then the reference block."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["model"], str(r["budget_min"])), []).append(r)
+    head = ["model", "budget (min)", "seeds"] + [f"test {m}" for m in METRICS] + [
+        "valid ndcg@10", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
+        "hyper-parameters", "commit", "date", "machine"]
+    lines = [f"## Measured on {dataset} (test split unless marked valid)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (model, budget), group in groups.items():
+        last = group[-1]
+        cells = [model, budget, str(len(group))] + [_mean_std(r[f"test_{m}"] for r in group) for m in METRICS] + [
+            _mean_std(r["valid_ndcg@10"] for r in group),
+            "/".join(str(r["epochs"]) for r in group),
+            "/".join(str(r["train_wall_s"]) for r in group),
+            "/".join(str(r["eval_wall_s"]) for r in group),
+            "/".join(str(r["peak_mem_mb"]) for r in group),
+            str(last["n_params"]), last["loss_type"], last["hyperparameters"],
+            ", ".join(sorted({r["commit"] for r in group})), ", ".join(sorted({r["date"][:10] for r in group})),
+            last["machine"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Reference only: published numbers, not measured here", "",
+              "From the TIGER paper (Rajput et al., NeurIPS 2023), Amazon Beauty, test split. Its SASRec and "
+              "BERT4Rec numbers come from a different training setup (not RecBole, not this budget), so they "
+              "are not comparable row-for-row with the measured table above.", "",
+              "| model | recall@5 | ndcg@5 | recall@10 | ndcg@10 |", "|---|---|---|---|---|"]
+    for model, ref in REFERENCE.items():
+        lines.append(f"| {model} (paper) | {ref['recall@5']:.4f} | {ref['ndcg@5']:.4f} | "
+                     f"{ref['recall@10']:.4f} | {ref['ndcg@10']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(curves, png_path, dataset):
+    """Validation NDCG@10 against wall time of training (incl. validation), one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in sorted(curves.items()):
+        if curve:
+            ax.plot([p["fit_seconds"] / 60 for p in curve], [p.get("ndcg@10", p["valid_score"]) for p in curve],
+                    marker="o", markersize=3, label=name)
+    ax.set_xlabel("training wall time incl. validation (min)")
+    ax.set_ylabel("valid NDCG@10")
+    ax.set_title(f"{dataset}: who learns faster")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = png_path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def write_results(results_dir, dataset, new_rows, new_curves):
+    """Merge rows into <dataset>.csv, curves into <dataset>.curves.json; redraw .md and .png."""
+    os.makedirs(results_dir, exist_ok=True)
+    base = os.path.join(results_dir, dataset)
+    rows = merge_rows(read_rows(base + ".csv"), new_rows)
+    write_csv(base + ".csv", rows)
+    curves_path = base + ".curves.json"
+    curves = json.load(open(curves_path)) if os.path.isfile(curves_path) else {}
+    curves.update(new_curves)
+    _atomic_write(curves_path, json.dumps(curves, indent=1))
+    _atomic_write(base + ".md", markdown_table(rows, dataset))
+    plot_curves(curves, base + ".png", dataset)
+    return rows
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--models", "--model", default="TIGER,SASRec,BERT4Rec")
+    parser.add_argument("--budget", type=float, default=60.0, help="train_time_budget per model, minutes")
+    parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c")
+    parser.add_argument("--config_files", default=None, help="space-separated config files for every model")
+    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
+    args, extra = parser.parse_known_args(argv)
+    config_files = args.config_files.split() if args.config_files else []
+
+    if args.child:  # one model, one seed, in this process
+        row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, config_files)
+        _atomic_write(args.child_out, json.dumps({"row": row, "curve": curve}))
+        return
+
+    seeds = ([int(s) for s in args.seeds.split(",")] if "," in args.seeds
+             else [2020 + i for i in range(int(args.seeds))])
+    for model in args.models.split(","):
+        for seed in seeds:
+            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra)
+            # Written after every run, so an interrupted benchmark keeps what it finished.
+            write_results(args.results_dir, args.dataset, [out["row"]],
+                          {f"{model} seed={seed} budget={args.budget:g}": out["curve"]})
+            print(f"{model} seed={seed}: " + ", ".join(f"{m}={out['row'][f'test_{m}']}" for m in METRICS))
+    print(f"results in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
+
+
+if __name__ == "__main__":
+    main()

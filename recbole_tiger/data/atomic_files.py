@@ -1,0 +1,100 @@
+"""Helpers for writing RecBole atomic files (``.inter`` / ``.item``) that RecBole can always read.
+
+RecBole reads atomic files with ``pandas.read_csv(sep='\\t', engine='python')`` and the default
+CSV quoting, so a few characters inside free text break a file:
+
+* tab / newline / carriage return split fields or rows,
+* NUL makes the csv module raise "line contains NUL",
+* a field that *starts* with ``"`` is parsed as a quoted CSV field: an unbalanced one swallows
+  the following fields and rows, and ``"Foo" bar`` is a parser error. A ``"`` elsewhere in the
+  field is read literally.
+
+:func:`clean_field` removes these hazards, and :func:`open_atomic` writes a file through a
+temporary name in the same directory so that a crash never leaves a half-written file behind.
+"""
+
+import contextlib
+import os
+import tempfile
+
+
+def clean_field(value):
+    """Return ``value`` as a single-line string RecBole's reader gives back unchanged.
+
+    Whitespace runs (including tabs and newlines) become one space and the ends are stripped.
+    If the result starts with ``"`` every ``"`` in it is written as ``''`` (two apostrophes,
+    same meaning in titles such as ``12'' Iron``), because a leading ``"`` turns on CSV quoting.
+    """
+    if value is None:
+        return ""
+    text = " ".join(str(value).replace("\x00", "").split())
+    if text.startswith('"'):
+        text = text.replace('"', "''")
+    return text
+
+
+def field_needs_quote_fix(value):
+    """True if :func:`clean_field` has to rewrite double quotes in ``value`` (for reporting)."""
+    if value is None:
+        return False
+    return " ".join(str(value).replace("\x00", "").split()).startswith('"')
+
+
+@contextlib.contextmanager
+def open_atomic(path, encoding="utf-8"):
+    """Open ``path`` for text writing; it appears under its name only if the block succeeds.
+
+    The data goes to a temporary file in the same directory (so ``os.replace`` is an atomic
+    rename on the same file system); on any exception the temporary file is removed and an
+    existing file at ``path`` is left untouched.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            set_default_permissions(tmp_path)
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path)
+        raise
+
+
+def set_default_permissions(path):
+    """Give a ``mkstemp`` file (created 0600) the mode a plain ``open`` would: 0666 & ~umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def atomic_file_path(dataset_name, data_path, suffix="inter"):
+    """``<data_path>/<dataset_name>/<dataset_name>.<suffix>``, the place RecBole looks for it.
+
+    ``data_path`` may also already be the dataset directory (RecBole's ``Config`` rewrites
+    ``config['data_path']`` to ``<data_path>/<dataset>``), recognised by its base name.
+    """
+    return os.path.join(dataset_dir(dataset_name, data_path), f"{dataset_name}.{suffix}")
+
+
+def dataset_dir(dataset_name, data_path):
+    """The directory that holds ``dataset_name``'s atomic files (see :func:`atomic_file_path`)."""
+    data_path = os.path.normpath(os.path.abspath(data_path))
+    if os.path.basename(data_path) == dataset_name:
+        return data_path
+    return os.path.join(data_path, dataset_name)
+
+
+def dataset_not_found_message(dataset_name, data_path):
+    """The message to show when a dataset has no atomic files and cannot be prepared."""
+    inter = atomic_file_path(dataset_name, data_path, "inter")
+    return (
+        f"dataset '{dataset_name}' not found at {inter}; put RecBole atomic files there "
+        f"({dataset_name}.inter, optionally {dataset_name}.item) or use an Amazon Review 2014 "
+        f"dataset name such as amazon-beauty, amazon-sports-and-outdoors or amazon-toys-and-games, "
+        f"which is prepared automatically (python -m recbole_tiger.data.amazon --help)."
+    )

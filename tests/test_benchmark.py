@@ -1,0 +1,52 @@
+"""The side-by-side benchmark: results files, merging across invocations, one real run."""
+import csv
+import os
+
+from recbole_tiger.benchmark import REFERENCE, main, markdown_table, merge_rows, write_results
+
+
+def _row(model, seed, ndcg, budget=60):
+    return {"model": model, "seed": seed, "budget_min": budget, "dataset": "d", "test_recall@5": 0.1,
+            "test_recall@10": 0.2, "test_ndcg@5": 0.05, "test_ndcg@10": ndcg, "test_mrr@10": 0.04,
+            "valid_recall@5": 0.1, "valid_recall@10": 0.2, "valid_ndcg@5": 0.05, "valid_ndcg@10": 0.06,
+            "valid_mrr@10": 0.04, "epochs": 3, "stopped_by": "budget", "train_wall_s": 10.0, "eval_wall_s": 1.0,
+            "peak_mem_mb": 500.0, "n_params": 1000, "loss_type": "CE", "hyperparameters": "learning_rate=0.001",
+            "commit": "abc1234", "date": "2026-11-23 19:00 UTC", "machine": "2 cores (cpu), cpu", "config_files": ""}
+
+
+def test_rows_merge_by_model_seed_and_budget():
+    old = [_row("SASRec", 2020, 0.03), _row("BERT4Rec", 2020, 0.02)]
+    merged = merge_rows(old, [_row("SASRec", 2020, 0.04), _row("TIGER", 2020, 0.05)])
+    by_model = {r["model"]: r["test_ndcg@10"] for r in merged}
+    assert by_model == {"SASRec": 0.04, "BERT4Rec": 0.02, "TIGER": 0.05}
+
+
+def test_markdown_keeps_reference_numbers_out_of_measured_rows():
+    text = markdown_table([_row("SASRec", 2020, 0.03), _row("SASRec", 2021, 0.05)], "d")
+    measured, reference = text.split("Reference only")
+    assert "0.0400 ± 0.0141" in measured  # mean ± std over two seeds
+    assert str(REFERENCE["TIGER"]["ndcg@10"]) not in measured
+    assert "0.0384" in reference and "different training setup" in reference
+
+
+def test_results_accumulate_across_invocations(tmp_path):
+    curve = [{"epoch": 1, "fit_seconds": 5.0, "valid_score": 0.05, "ndcg@10": 0.05}]
+    write_results(str(tmp_path), "d", [_row("SASRec", 2020, 0.03)], {"SASRec seed=2020": curve})
+    write_results(str(tmp_path), "d", [_row("TIGER", 2020, 0.05)], {"TIGER seed=2020": curve})
+    rows = list(csv.DictReader(open(tmp_path / "d.csv")))
+    assert sorted(r["model"] for r in rows) == ["SASRec", "TIGER"]
+    assert os.path.getsize(tmp_path / "d.png") > 0
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_benchmark_command_runs_a_model_and_writes_three_files(tiny_config, tmp_path):
+    results = tmp_path / "results"
+    main([f"--dataset={tiny_config['dataset']}", "--models=SASRec", "--budget=0.5",
+          f"--results_dir={results}", f"--data_path={tiny_config['data_path']}",
+          f"--checkpoint_dir={tiny_config['checkpoint_dir']}", "--epochs=2", "--state=WARNING",
+          "--MAX_ITEM_LIST_LENGTH=10", "--user_inter_num_interval=[0,inf)", "--item_inter_num_interval=[0,inf)"])
+    for ext in ("md", "csv", "png"):
+        assert (results / f"tiny.{ext}").is_file()
+    row = next(csv.DictReader(open(results / "tiny.csv")))
+    assert row["model"] == "SASRec" and int(row["epochs"]) == 2 and float(row["peak_mem_mb"]) > 0
+    assert row["commit"] and row["machine"].startswith(f"{os.cpu_count()} cores")
