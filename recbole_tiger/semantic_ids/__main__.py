@@ -1,0 +1,118 @@
+"""Build or load a dataset's semantic-ID artifact and print its diagnostics.
+
+    python -m recbole_tiger.semantic_ids --dataset=amazon-beauty --data_path=/work/shared/data/atomic
+    python -m recbole_tiger.semantic_ids --dataset=ml-100k --sid_quantizer=rqkmeans --sid_epochs=10
+
+Any ``--key=value`` overrides the defaults of ``properties/overall.yaml`` and
+``properties/model/TIGER.yaml`` (values parsed as YAML). Without a RecBole dataset the item
+set is the union of the ``.item`` file and the item column of the unfiltered ``.inter`` file;
+for datasets whose interactions only name items of ``.item`` (e.g. Amazon Beauty) that is the
+same artifact a TIGER run builds.
+"""
+import logging
+import os
+import random
+import sys
+from collections import defaultdict
+
+import yaml
+
+from recbole_tiger.semantic_ids.diagnostics import format_stats
+from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "properties")
+
+
+class CliConfig(dict):
+    """Dict that answers ``None`` for missing keys, like RecBole's ``Config``."""
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+def parse_args(argv):
+    args = {}
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print(__doc__)
+            sys.exit(0)
+        if not arg.startswith("--") or "=" not in arg:
+            sys.exit(f"expected --key=value, got {arg!r}")
+        key, value = arg[2:].split("=", 1)
+        args[key] = yaml.safe_load(value) if value != "" else None
+    return args
+
+
+def build_config(args):
+    config = CliConfig({"data_path": "dataset_atomic/", "checkpoint_dir": "saved", "seed": 2020,
+                        "ITEM_ID_FIELD": "item_id", "device": "cpu", "show_progress": True})
+    for name in ("overall.yaml", os.path.join("model", "TIGER.yaml")):
+        path = os.path.join(PROPERTIES_DIR, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                config.update(yaml.safe_load(f) or {})
+    if "dataset" not in args:
+        sys.exit("missing --dataset=NAME")
+    dataset_yaml = os.path.join(PROPERTIES_DIR, "dataset", f"{args['dataset']}.yaml")
+    if os.path.isfile(dataset_yaml):
+        with open(dataset_yaml, encoding="utf-8") as f:
+            config.update(yaml.safe_load(f) or {})
+    config.update(args)
+    data_root = str(config["data_path"])
+    if not os.path.isdir(os.path.join(data_root, config["dataset"])):
+        import recbole
+
+        bundled = os.path.join(os.path.dirname(recbole.__file__), "dataset_example")
+        if os.path.isdir(os.path.join(bundled, config["dataset"])):
+            data_root = bundled  # RecBole's bundled ml-100k, as RecBole itself would find it
+    config["data_path"] = os.path.join(data_root, config["dataset"])  # as RecBole's Config does
+    return config
+
+
+def interaction_item_tokens(config):
+    """Item tokens of the unfiltered ``.inter`` file, first-seen order ([] without the file)."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    if not os.path.isfile(path):
+        return []
+    sep = config["field_separator"] or "\t"
+    with open(path, encoding="utf-8-sig") as f:
+        header = [h.split(":")[0] for h in f.readline().rstrip("\r\n").split(sep)]
+        if config["ITEM_ID_FIELD"] not in header:
+            return []
+        col = header.index(config["ITEM_ID_FIELD"])
+        seen = {}
+        for line in f:
+            cells = line.rstrip("\r\n").split(sep)
+            if len(cells) > col and cells[col]:
+                seen.setdefault(cells[col], None)
+    return list(seen)
+
+
+def print_examples(artifact, n_codes=8, per_code=3, seed=0):
+    """A few item texts per first-level code, so a person can see whether codes mean something."""
+    groups = defaultdict(list)
+    for i, c in enumerate(artifact["codes"][:, 0].tolist()):
+        groups[c].append(i)
+    rng = random.Random(seed)
+    codes = sorted(rng.sample(sorted(groups), min(n_codes, len(groups))))
+    print(f"\nExamples ({per_code} random items for {len(codes)} random first-level codes):")
+    for c in codes:
+        members = groups[c]
+        print(f"  code {c} ({len(members)} items):")
+        for i in rng.sample(members, min(per_code, len(members))):
+            text = artifact["texts"][i]
+            ident = "-".join(str(v) for v in artifact["codes"][i].tolist())
+            print(f"    [{ident}] {text[:110]}{'…' if len(text) > 110 else ''}")
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    config = build_config(parse_args(sys.argv[1:] if argv is None else argv))
+    artifact = load_or_build_artifact(config, interaction_item_tokens(config))
+    print(f"\nArtifact: {artifact['path']}")
+    print(format_stats(artifact["stats"]))
+    print_examples(artifact)
+
+
+if __name__ == "__main__":
+    main()

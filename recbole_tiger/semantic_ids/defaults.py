@@ -1,0 +1,98 @@
+"""The ``sid_*`` config keys and their defaults.
+
+The same defaults are written in ``properties/model/TIGER.yaml`` (semantic IDs section, where
+users read them); ``tests/test_semantic_ids.py`` checks the two agree. They live here too so
+the pre-stage works from any RecBole ``Config`` (e.g. the CLI or a baseline's config), where
+missing keys read as ``None``.
+"""
+
+DEFAULTS = {
+    # item text
+    "sid_text_fields": None,
+    "sid_max_missing_text_ratio": 0.05,
+    # embeddings
+    "sid_text_encoder": None,
+    "sid_encode_batch_size": 32,
+    # quantizer
+    "sid_quantizer": "rqvae",
+    "sid_n_levels": 3,
+    "sid_codebook_size": 256,
+    "sid_hidden_sizes": [512, 256, 128],
+    "sid_latent_dim": 32,
+    "sid_beta": 0.25,
+    "sid_ema_decay": 0.99,
+    "sid_learner": "adam",
+    "sid_learning_rate": 0.001,
+    "sid_batch_size": 128,
+    "sid_epochs": 20,
+    "sid_kmeans_init_size": 16384,
+    "sid_kmeans_iters": 25,
+    "sid_dead_code_threshold": 1,
+    "sid_seed": None,
+    "sid_num_threads": 1,
+    # unique IDs
+    "sid_dedup": True,
+    "sid_dedup_size": 256,
+    # diagnostics and storage
+    "sid_category_field": None,
+    "sid_log_interval": 5,
+    "sid_artifact_dir": None,
+}
+
+# Keys that change the codes, hence the artifact key. The others only guard (missing-text
+# ratio), log, or say where files go; changing them must not force a rebuild.
+CODE_KEYS = [
+    "sid_text_fields", "sid_text_encoder", "sid_quantizer", "sid_n_levels", "sid_codebook_size",
+    "sid_hidden_sizes", "sid_latent_dim", "sid_beta", "sid_ema_decay", "sid_learner",
+    "sid_learning_rate", "sid_batch_size", "sid_epochs", "sid_kmeans_init_size",
+    "sid_kmeans_iters", "sid_dead_code_threshold", "sid_dedup", "sid_dedup_size",
+]
+NULLABLE = {"sid_text_fields", "sid_text_encoder", "sid_dedup_size", "sid_category_field",
+            "sid_artifact_dir", "sid_seed", "sid_num_threads"}
+RQVAE_ONLY_KEYS = {
+    "sid_hidden_sizes", "sid_latent_dim", "sid_beta", "sid_ema_decay", "sid_learner",
+    "sid_learning_rate", "sid_batch_size", "sid_epochs", "sid_kmeans_init_size",
+    "sid_dead_code_threshold",
+}
+
+
+def _lookup(config, key):
+    """(present, value); strings '~'/'none'/'null' (command-line spellings) mean None."""
+    try:
+        present = key in config
+        value = config[key]
+    except (KeyError, TypeError):
+        return False, None
+    if isinstance(value, str) and value.strip().lower() in ("~", "none", "null"):
+        value = None
+    return present, value
+
+
+def resolve_params(config):
+    """``sid_*`` settings from ``config`` (dict-like, missing → None) over the defaults.
+
+    A key set explicitly to ``~`` keeps ``None`` (meaning: every column / the bundled
+    encoder / an uncapped collision level); a missing key takes the default.
+    """
+    params = {}
+    for key, default in DEFAULTS.items():
+        present, value = _lookup(config, key)
+        explicit_none = present and value is None and key in NULLABLE
+        params[key] = value if value is not None or explicit_none else default
+    if params["sid_quantizer"] not in ("rqvae", "rqkmeans"):
+        raise ValueError(f"sid_quantizer={params['sid_quantizer']!r}: expected rqvae or rqkmeans.")
+    params["sid_hidden_sizes"] = [int(h) for h in params["sid_hidden_sizes"]]
+    for key in ("sid_n_levels", "sid_codebook_size", "sid_latent_dim", "sid_batch_size", "sid_epochs",
+                "sid_kmeans_init_size", "sid_kmeans_iters", "sid_log_interval"):
+        params[key] = int(params[key])
+    for key in ("sid_beta", "sid_ema_decay", "sid_learning_rate", "sid_max_missing_text_ratio"):
+        params[key] = float(params[key])
+    if params["sid_dedup_size"] is not None:
+        params["sid_dedup_size"] = int(params["sid_dedup_size"])
+    return params
+
+
+def code_inputs(params):
+    """The settings that determine the codes (rqkmeans ignores the RQ-VAE training keys)."""
+    keys = [k for k in CODE_KEYS if params["sid_quantizer"] == "rqvae" or k not in RQVAE_ONLY_KEYS]
+    return {k: params[k] for k in keys}
