@@ -1,0 +1,310 @@
+"""TIGER model: training step, constrained beam search vs exact scoring, tie-breaks, errors,
+checkpoints and one end-to-end RecBole run. Tiny model sizes; semantic IDs are injected
+(random distinct codes) so only the end-to-end test depends on the semantic-ID pre-stage."""
+import copy
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole.data.interaction import Interaction
+
+from recbole_tiger.config import Config
+from recbole_tiger.model.layers.beam_search import constrained_beam_search, exact_leaf_scores
+from recbole_tiger.model.sequential_recommender.tiger import TIGER, beam_exact_agreement
+from recbole_tiger.quick_start import prepare_data
+from recbole_tiger.semantic_ids.types import SemanticIDs
+
+from conftest import write_atomic
+
+TINY_MODEL = {
+    "d_model": 16, "n_encoder_layers": 1, "n_decoder_layers": 1, "n_heads": 2, "d_head": 8,
+    "d_ff": 32, "dropout_prob": 0.0, "attn_dropout_prob": 0.0, "n_user_tokens": 8, "beam_size": 10, "topk": [5, 10],
+    "length_bucket_size": 16, "MAX_ITEM_LIST_LENGTH": 10, "state": "WARNING",
+    "show_progress": False, "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(config, train dataset, one batch of test users) of the conftest tiny dataset."""
+    root = tmp_path_factory.mktemp("tiger")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", [sys.argv[0]])
+        config = Config(model="TIGER", dataset="tiny", config_dict={
+            **TINY_MODEL, "data_path": write_atomic(root / "atomic"), "checkpoint_dir": str(root / "saved")})
+        _, train_data, _, test_data = prepare_data(config)
+    users = next(iter(test_data))[0]
+    return config, train_data._dataset, users
+
+
+def random_codes(n_items, sizes, seed=0, distinct=True):
+    """Random IDs for items 1..n_items-1 (row 0 = padding = -1): distinct ones (a random
+    sample of the ID space), or independent draws that share IDs (for dedup=False)."""
+    g = torch.Generator().manual_seed(seed)
+    if distinct:
+        flat = torch.randperm(int(np.prod(sizes)), generator=g)[: n_items - 1]
+        cols = []
+        for k in reversed(sizes):
+            cols.append(flat % k)
+            flat = flat // k
+        codes = torch.stack(cols[::-1], 1)
+    else:
+        codes = torch.stack([torch.randint(0, k, (n_items - 1,), generator=g) for k in sizes], 1)
+    return torch.cat([torch.full((1, len(sizes)), -1), codes])
+
+
+def make_model(tiny, sizes=(4, 4, 4), seed=0, config_overrides=None, **sid_kwargs):
+    config, dataset, _ = tiny
+    config = copy.deepcopy(config)
+    for key, value in (config_overrides or {}).items():
+        config[key] = value
+    sid_kwargs.setdefault("codes", random_codes(dataset.item_num, sizes, seed))
+    sid = SemanticIDs(codebook_sizes=list(sizes), artifact_key=f"key-{seed}", **sid_kwargs)
+    torch.manual_seed(seed)
+    return TIGER(config, dataset, semantic_ids=sid).eval()
+
+
+def with_items(users, items):
+    """RecBole-style sampled-eval rows: each user repeated with each of its candidate items."""
+    rows = users.repeat_interleave(items.shape[1])
+    rows.update(Interaction({"item_id": items.flatten()}))
+    return rows
+
+
+def test_training_step_lowers_loss(tiny):
+    _, dataset, _ = tiny
+    model = make_model(tiny).train()
+    batch = dataset[torch.arange(64)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = model.calculate_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert losses[1] < losses[0] and losses[-1] < losses[0] - 0.2, losses
+
+
+def test_constrained_beam_only_generates_valid_ids(tiny):
+    _, dataset, users = tiny
+    # 60 items in a space of 16^3 = 4096 IDs: almost every unconstrained continuation is invalid.
+    model = make_model(tiny, sizes=(16, 16, 16))
+    with torch.no_grad():  # make the decoder love first codes that no item has
+        unused = sorted(set(range(16)) - set(model.item_codes[1:, 0].tolist()))
+        model.code_head.weight[unused[:3]] += 5.0 * torch.randn(model.d_model)
+    decoding = model._start_decoding(users["item_id_list"], users["item_length"], users["user_id"])
+    leaf, score = constrained_beam_search(decoding, model.trie, len(users), 10, "cpu")
+    assert bool(torch.isfinite(score).all()) and bool((leaf >= 0).all())
+    valid = {tuple(c) for c in model.item_codes[1:].tolist()}
+    generated = model.item_codes[model.trie.leaf_items[leaf, 0]]              # [B, W, L]
+    assert all(tuple(c) in valid for c in generated.flatten(0, 1).tolist())
+    assert all(len(set(row.tolist())) == 10 for row in leaf)                  # distinct beams
+    assert bool((score[:, :-1] >= score[:, 1:]).all())                        # sorted
+
+
+def test_score_matrix_shape_and_minus_inf_padding(tiny):
+    _, dataset, users = tiny
+    model = make_model(tiny)
+    assert not model.beam_exclude_history  # default: history items may be recommended, as for SASRec
+    scores = model.full_sort_predict(users)
+    assert scores.shape == (len(users), dataset.item_num)
+    assert bool(torch.isneginf(scores[:, 0]).all())
+    assert (torch.isfinite(scores).sum(1) == 10).all()                        # beam_size items
+    assert not bool(torch.isnan(scores).any()) and not bool(torch.isposinf(scores).any())
+    model.beam_exclude_history = True
+    scores = model.full_sort_predict(users)
+    assert (torch.isfinite(scores).sum(1) == 10).all()
+    history = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
+    assert not bool(torch.isfinite(scores[history]).any())                    # none from history
+
+
+def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
+    _, dataset, users = tiny
+    model = make_model(tiny, sizes=(3, 4, 6))
+    exact_model = make_model(tiny, sizes=(3, 4, 6), config_overrides={"eval_mode": "exact"})
+    model.beam_size = dataset.item_num - 1
+    beam, exact = model.full_sort_predict(users), exact_model.full_sort_predict(users)
+    assert bool(torch.isfinite(exact[:, 1:]).all())                           # every item scored
+    assert torch.allclose(beam[:, 1:], exact[:, 1:], atol=1e-5)               # default: no exclusion
+    for k in (5, 10):
+        assert torch.equal(beam.topk(k).indices.sort(1).values, exact.topk(k).indices.sort(1).values)
+    # with beam_exclude_history, beams skip the input history
+    model.beam_exclude_history = True
+    model.beam_size = dataset.item_num
+    beam = model.full_sort_predict(users)
+    history = torch.zeros_like(beam, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
+    history[:, 0] = True
+    assert bool(torch.isneginf(beam[history]).all())
+    assert torch.allclose(beam[~history], exact[~history], atol=1e-5)
+    exact = exact.masked_fill(history, float("-inf"))
+    for k in (5, 10):
+        assert torch.equal(beam.topk(k).indices.sort(1).values, exact.topk(k).indices.sort(1).values)
+    agreement = beam_exact_agreement(model, users, topk=(5, 10))
+    assert agreement["differ@10"] == 0.0 and agreement["overlap@10"] == 1.0
+    # a small beam is an approximation: its top item still has the exact log-probability
+    model.beam_size = 10
+    small = model.full_sort_predict(users)
+    top = small.argmax(1)
+    assert torch.allclose(small.max(1).values, exact[torch.arange(len(users)), top], atol=1e-5)
+    # ... and without history exclusion, beams may end on history items (scored exactly too)
+    model.beam_exclude_history = False
+    unmasked = model.full_sort_predict(users)
+    assert bool(torch.isfinite(unmasked[history[:, : unmasked.shape[1]]]).any())
+
+
+def test_predict_is_exact_log_likelihood(tiny):
+    _, dataset, users = tiny
+    exact_model = make_model(tiny, config_overrides={"eval_mode": "exact"})
+    exact = exact_model.full_sort_predict(users)
+    g = torch.Generator().manual_seed(1)
+    items = torch.randint(1, dataset.item_num, (len(users), 7), generator=g)
+    rows = with_items(users, items)
+    perm = torch.randperm(len(rows), generator=g)                             # order must not matter
+    predicted = exact_model.predict(rows[perm])
+    expected = exact[torch.arange(len(users)).repeat_interleave(7), items.flatten()][perm]
+    assert torch.allclose(predicted, expected, atol=1e-5)
+
+
+def same_leaf_orders_agree(scores, secondary, item_leaf):
+    """Within every ID (leaf), the score order is the secondary key's order, strictly."""
+    for leaf in item_leaf.unique():
+        members = (item_leaf == leaf).nonzero().flatten()
+        s, t = scores[:, members], secondary[:, members]
+        ds, dt = s[:, :, None] - s[:, None, :], t[:, :, None] - t[:, None, :]
+        assert bool(((ds > 0) == (dt > 0)).all() and ((ds == 0) == (dt == 0)).all())
+
+
+@pytest.mark.parametrize("tie_break", ["popularity", "cosine"])
+def test_tie_break_without_collision_level(tiny, tie_break):
+    _, dataset, users = tiny
+    n = dataset.item_num
+    codes = random_codes(n, (4, 8), seed=3, distinct=False)
+    emb = torch.randn(n, 5, generator=torch.Generator().manual_seed(4))
+    emb[0] = 0
+    model = make_model(tiny, sizes=(4, 8), codes=codes, dedup=False, item_embeddings=emb,
+                       config_overrides={"tie_break": tie_break, "eval_mode": "exact"})
+    assert model.trie.max_items_per_leaf > 1
+    scores = model.full_sort_predict(users)[:, 1:]                            # [B, n-1]
+    item_leaf = model.trie.item_leaf[1:]
+    decoding = model._start_decoding(users["item_id_list"], users["item_length"], users["user_id"])
+    id_logp = exact_leaf_scores(decoding, model.trie, len(users))[:, item_leaf]  # [B, n-1]
+    if tie_break == "popularity":
+        secondary = model.item_train_count[1:].double().expand_as(id_logp)
+    else:
+        e = F.normalize(emb, dim=-1)
+        secondary = (F.normalize(e[users["item_id_list"]].sum(1), dim=-1) @ e[1:].T).double()
+    # 1) across IDs: a clearly more likely ID ranks every one of its items above the other's
+    clearly = id_logp[:, :, None] > id_logp[:, None, :] + 1e-4
+    assert bool((scores[:, :, None] > scores[:, None, :])[clearly].all())
+    # 2) inside an ID: ordered by the tie-break, strictly (equal only for equal tie-break)
+    same_leaf_orders_agree(scores, secondary, item_leaf)
+
+
+def test_lexicographic_scores_never_cross_neighbouring_float32_log_probs():
+    lp = torch.tensor([-3.0, -1e-3, -20.0, 0.0])
+    lp = torch.cat([lp, torch.nextafter(lp, torch.full_like(lp, -float("inf")))])  # 1-ulp neighbours
+    lp = lp.repeat_interleave(3)
+    tb = torch.tensor([0.0, 0.5, 0.999999]).repeat(len(lp) // 3).double()
+    score = TIGER._lexicographic(lp, tb)
+    expected = sorted(range(len(lp)), key=lambda i: (lp[i].item(), tb[i].item()))
+    assert score.argsort().tolist() == expected
+    assert len(set(score.tolist())) == len(lp)
+    assert bool(torch.isneginf(TIGER._lexicographic(torch.tensor([-float("inf")]), tb[:1])).all())
+
+
+def test_predict_applies_the_same_tie_break(tiny):
+    _, dataset, users = tiny
+    codes = random_codes(dataset.item_num, (4, 8), seed=3, distinct=False)
+    model = make_model(tiny, sizes=(4, 8), codes=codes, dedup=False, config_overrides={"eval_mode": "exact"})
+    full = model.full_sort_predict(users)[:, 1:]
+    items = torch.arange(1, dataset.item_num).expand(len(users), -1)
+    predicted = model.predict(with_items(users, items)).view(len(users), -1)
+    assert predicted.dtype == torch.float64 and torch.allclose(predicted, full, atol=1e-5)
+    same_leaf_orders_agree(predicted, full, model.trie.item_leaf[1:])
+
+
+def test_beam_size_below_max_topk_is_rejected(tiny):
+    with pytest.raises(ValueError, match="beam_size=5 < max\\(topk\\)=10"):
+        make_model(tiny, config_overrides={"beam_size": 5})
+
+
+def test_bad_semantic_ids_are_rejected_at_construction(tiny):
+    _, dataset, _ = tiny
+    codes = random_codes(dataset.item_num, (4, 4, 4))
+    codes[7, 1] = 4
+    with pytest.raises(ValueError, match="item id 7 has code 4 at level 1, outside \\[0, 4\\)"):
+        make_model(tiny, codes=codes)
+    with pytest.raises(ValueError, match="cover 11 item ids, the dataset has"):
+        make_model(tiny, codes=random_codes(11, (4, 4, 4)))
+    dup = random_codes(dataset.item_num, (4, 4, 4))
+    dup[2] = dup[1]
+    with pytest.raises(ValueError, match="dedup=True but only"):
+        make_model(tiny, codes=dup)
+    with pytest.raises(ValueError, match="tie_break=cosine needs SemanticIDs.item_embeddings"):
+        make_model(tiny, dedup=False, config_overrides={"tie_break": "cosine"})
+
+
+def test_dataset_without_item_text_fails_at_model_construction(tmp_path):
+    config = Config(model="TIGER", dataset="notext", config_dict={
+        **TINY_MODEL, "data_path": write_atomic(tmp_path, name="notext", with_item_file=False),
+        "checkpoint_dir": str(tmp_path / "saved")})
+    _, train_data, _, _ = prepare_data(config)
+    with pytest.raises(Exception, match="notext.item"):
+        TIGER(config, train_data._dataset)
+
+
+def test_config_vocabulary_must_match_the_artifact(tiny):
+    config, _, _ = tiny
+    sid = SemanticIDs(codes=random_codes(61, (4, 4, 3)), codebook_sizes=[4, 4, 3], artifact_path="a.pt")
+    config = copy.deepcopy(config)
+    config["sid_n_levels"], config["sid_codebook_size"], config["sid_dedup"] = 2, 8, True
+    with pytest.raises(ValueError, match="2 levels of 8 codes \+ a collision level.*a.pt has codebook_sizes=\[4, 4, 3\]"):
+        TIGER._check_config_matches_artifact(config, sid)
+    config["sid_codebook_size"] = 4
+    TIGER._check_config_matches_artifact(config, sid)  # matches: no error
+
+
+def test_checkpoint_round_trip_decodes_identically(tiny, caplog):
+    _, _, users = tiny
+    trained = make_model(tiny, seed=0)
+    with torch.no_grad():
+        trained.code_head.weight.mul_(3.0)
+    before = trained.full_sort_predict(users)
+    state = trained.state_dict()
+    # The artifact changed since training (same shapes, other codes): the checkpoint's code
+    # table wins, with a warning naming both keys.
+    rebuilt = make_model(tiny, seed=1)
+    assert not torch.equal(rebuilt.item_codes, trained.item_codes)
+    with caplog.at_level(logging.WARNING):
+        rebuilt.load_state_dict(state)
+    assert "artifact key key-0" in caplog.text and "key-1" in caplog.text
+    assert torch.equal(rebuilt.full_sort_predict(users), before)
+    # Different vocabulary: a clear error, not a shape mismatch deep in load_state_dict.
+    other = make_model(tiny, sizes=(4, 4, 5))
+    with pytest.raises(ValueError, match="codebook_sizes=\\[4, 4, 4\\].*built with \\[4, 4, 5\\]"):
+        other.load_state_dict(state)
+
+
+def test_end_to_end_recbole_run(tiny_config, tmp_path):
+    from recbole_tiger.quick_start import run_recbole_tiger, load_data_and_model
+
+    config_dict = {
+        **tiny_config, **{k: v for k, v in TINY_MODEL.items() if k not in ("state",)},
+        "epochs": 1, "cold_start_eval": True, "warmup_steps": 2,
+        "sid_quantizer": "rqkmeans", "sid_n_levels": 2, "sid_codebook_size": 4,
+    }
+    result = run_recbole_tiger(model="TIGER", dataset="tiny", config_dict=config_dict)
+    test = result["test_result"]
+    for key in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "cold_recall@10"):
+        assert key in test and 0.0 <= test[key] <= 1.0, test
+    config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
+    users = next(iter(test_data))[0]
+    model.eval()
+    again = model.full_sort_predict(users)
+    assert again.shape[1] == model.n_items and (torch.isfinite(again).sum(1) == 10).all()
