@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+from recbole_tiger.atomic_write import open_atomic
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 KEY = ("model", "seed", "budget_min")
@@ -100,10 +102,8 @@ def run_in_child(model, dataset, seed, budget_min, config_files, extra_args):
 
 # ----------------------------------------------------------------------------- results files
 def _atomic_write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open_atomic(path) as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def read_rows(csv_path):
@@ -125,12 +125,10 @@ def merge_rows(old_rows, new_rows):
 
 def write_csv(csv_path, rows):
     columns = list(dict.fromkeys(c for r in rows for c in r))
-    with tempfile.NamedTemporaryFile("w", delete=False, dir=os.path.dirname(csv_path), newline="",
-                                     encoding="utf-8", suffix=".tmp") as f:
+    with open_atomic(csv_path) as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(f.name, csv_path)
 
 
 def _mean_std(values):
@@ -193,10 +191,9 @@ def plot_curves(curves, png_path, dataset):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    with open_atomic(png_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 def write_results(results_dir, dataset, new_rows, new_curves):

@@ -4,6 +4,7 @@ import os
 import yaml
 from recbole.trainer import HyperTuning
 
+from recbole_tiger.atomic_write import open_atomic
 from recbole_tiger.quick_start import objective_function
 
 
@@ -36,10 +37,8 @@ def run_hyper(
         os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
         hp.export_result(output_file=output_file)
         best = {k: _plain(v) for k, v in hp.best_params.items()}
-        tmp = output_file + ".best.yaml.tmp"
-        with open(tmp, "w") as f:
+        with open_atomic(output_file + ".best.yaml") as f:
             yaml.safe_dump(best, f, sort_keys=True)
-        os.replace(tmp, output_file + ".best.yaml")
     print("best params: ", hp.best_params)
     print("best result: ")
     print(hp.params2result[hp.params2str(hp.best_params)])

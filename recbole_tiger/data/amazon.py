@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -46,9 +45,8 @@ from recbole_tiger.data.atomic_files import (
     clean_field,
     dataset_dir,
     field_needs_quote_fix,
-    open_atomic,
-    set_default_permissions,
 )
+from recbole_tiger.atomic_write import open_atomic
 
 SNAP_BASE_URL = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 
@@ -156,35 +154,22 @@ def find_raw_file(raw_dir, gz_name):
 
 def download_file(url, dest, timeout=DOWNLOAD_TIMEOUT):
     """Download ``url`` to ``dest`` with a progress bar; ``dest`` only appears when complete."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp_path = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(dest) + ".", suffix=".part"
-    )
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            set_default_permissions(tmp_path)
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=os.path.basename(dest),
-            ) as bar:
-                received = 0
-                while True:
-                    chunk = response.read(1 << 20)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+    with open_atomic(dest, "wb", suffix=".part") as out, \
+            urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(dest),
+        ) as bar:
+            received = 0
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
         if total is not None and received != total:
             raise urllib.error.URLError(f"incomplete download: {received} of {total} bytes")
-        os.replace(tmp_path, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _manual_download_message(category, dataset_name, missing, raw_dir, out_dir, reason):

@@ -9,13 +9,11 @@ CSV quoting, so a few characters inside free text break a file:
   the following fields and rows, and ``"Foo" bar`` is a parser error. A ``"`` elsewhere in the
   field is read literally.
 
-:func:`clean_field` removes these hazards, and :func:`open_atomic` writes a file through a
-temporary name in the same directory so that a crash never leaves a half-written file behind.
+:func:`clean_field` removes these hazards; the writers use
+:func:`recbole_tiger.atomic_write.open_atomic`, so a crash never leaves a half-written file behind.
 """
 
-import contextlib
 import os
-import tempfile
 
 
 def clean_field(value):
@@ -38,38 +36,6 @@ def field_needs_quote_fix(value):
     if value is None:
         return False
     return " ".join(str(value).replace("\x00", "").split()).startswith('"')
-
-
-@contextlib.contextmanager
-def open_atomic(path, encoding="utf-8"):
-    """Open ``path`` for text writing; it appears under its name only if the block succeeds.
-
-    The data goes to a temporary file in the same directory (so ``os.replace`` is an atomic
-    rename on the same file system); on any exception the temporary file is removed and an
-    existing file at ``path`` is left untouched.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            set_default_permissions(tmp_path)
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_path)
-        raise
-
-
-def set_default_permissions(path):
-    """Give a ``mkstemp`` file (created 0600) the mode a plain ``open`` would: 0666 & ~umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def atomic_file_path(dataset_name, data_path, suffix="inter"):

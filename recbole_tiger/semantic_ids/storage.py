@@ -1,16 +1,16 @@
 """Atomic file writes and content hashes for the semantic-ID artifacts.
 
-Every file here is written to a temporary file in the destination directory and renamed
-with ``os.replace``: a crash or Ctrl-C mid-write leaves either the old file or none, never a
-truncated artifact that a later run would trust.
+Every file here goes through :func:`recbole_tiger.atomic_write.open_atomic`: a crash or
+Ctrl-C mid-write leaves either the old file or none, never a truncated artifact that a later
+run would trust.
 """
 import hashlib
 import json
-import os
-import tempfile
 
 import numpy as np
 import torch
+
+from recbole_tiger.atomic_write import open_atomic
 
 
 def sha256_file(path, chunk=1 << 20):
@@ -26,25 +26,11 @@ def stable_hash(obj):
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _atomic_write(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def atomic_torch_save(path, obj):
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    with open_atomic(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_save_numpy(path, array):
-    _atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+    with open_atomic(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
