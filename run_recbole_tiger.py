@@ -6,8 +6,11 @@
 Any other --key=value overrides a config key (RecBole semantics).
 """
 import argparse
+import sys
 
+from recbole_tiger.data import AmazonDataError
 from recbole_tiger.quick_start import run_recbole_tiger
+from recbole_tiger.utils import UnknownModelError
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
@@ -17,4 +20,7 @@ if __name__ == "__main__":
     args, _ = parser.parse_known_args()  # the rest (--key=value) is read by RecBole's Config
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    run_recbole_tiger(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    try:
+        run_recbole_tiger(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    except (UnknownModelError, AmazonDataError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")  # bad model name, missing dataset or raw files: no traceback

@@ -53,6 +53,10 @@ def _plugin_class_names():
     return names
 
 
+class UnknownModelError(ValueError):
+    """``--model`` names no model of this plugin or of RecBole."""
+
+
 def get_model(model_name):
     """Return the model class for `model_name`: ours if we define it, else RecBole's."""
     for package in (recbole_tiger.model, recbole.model):
@@ -64,8 +68,8 @@ def get_model(model_name):
             return getattr(module, model_name)
         classes = [n for n in dir(module) if n.lower() == model_name.lower()]
         hint = f" Did you mean '{classes[0]}'?" if classes else ""
-        raise ValueError(f"Model module {module_path} has no class '{model_name}'.{hint}")
-    raise ValueError(
+        raise UnknownModelError(f"Model module {module_path} has no class '{model_name}'.{hint}")
+    raise UnknownModelError(
         f"Unknown model '{model_name}'. Available models: {', '.join(available_models())}"
     )
 

@@ -84,6 +84,14 @@ def test_unknown_dataset_says_where_to_put_files(tiny_config, tmp_path):
         run_recbole_tiger("SASRec", config_dict=config)
 
 
+def test_command_line_unknown_model_is_one_line(tmp_path):
+    cmd = [sys.executable, os.path.join(REPO_ROOT, "run_recbole_tiger.py"), "--model=NoSuchModel", "--dataset=ml-100k"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]  # no traceback
+    assert "Unknown model 'NoSuchModel'" in out.stderr and "SASRec" in out.stderr
+
+
 def test_command_line_entry_point(tiny_atomic, tmp_path):
     data_path, dataset = tiny_atomic
     cmd = [
