@@ -22,12 +22,14 @@ from recbole_tiger.atomic_write import open_atomic
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
-KEY = ("model", "seed", "budget_min")
+KEY = ("model", "preset", "seed", "budget_min")
+# TIGER's property file per preset; "auto" = cpu preset unless CUDA is available.
+TIGER_PRESETS = {"paper": None, "cpu": os.path.join("properties", "model", "TIGER-cpu.yaml")}
 # Hyper-parameters worth showing next to a model's numbers, when the config has them.
 KEY_HYPERPARAMETERS = [
-    "learning_rate", "train_batch_size", "hidden_size", "d_model", "n_layers", "num_encoder_layers",
-    "num_decoder_layers", "n_heads", "hidden_dropout_prob", "dropout_prob", "mask_ratio", "beam_size",
-    "MAX_ITEM_LIST_LENGTH",
+    "learning_rate", "train_batch_size", "hidden_size", "d_model", "n_layers", "n_encoder_layers",
+    "n_decoder_layers", "n_heads", "d_head", "d_ff", "hidden_dropout_prob", "dropout_prob", "mask_ratio",
+    "encoder_tokens", "train_targets", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
 ]
 REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
     "TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
@@ -59,7 +61,21 @@ def machine_description(device):
 
 
 # ----------------------------------------------------------------------------- one run
-def run_one(model, dataset, seed, budget_min, config_files):
+def resolve_preset(model, preset):
+    """(preset name, property files) for one model: only TIGER has presets."""
+    if model != "TIGER":
+        return "", []
+    if preset == "auto":
+        import torch
+
+        preset = "paper" if torch.cuda.is_available() else "cpu"
+    if preset not in TIGER_PRESETS:
+        raise SystemExit(f"benchmark: --tiger_preset={preset!r}, expected auto or one of {sorted(TIGER_PRESETS)}")
+    path = TIGER_PRESETS[preset]
+    return preset, [os.path.join(REPO_ROOT, path)] if path else []
+
+
+def run_one(model, dataset, seed, budget_min, config_files, preset=""):
     """Train/evaluate one model in this process and return its result row (a flat dict)."""
     from recbole_tiger.quick_start import run_recbole_tiger
 
@@ -68,7 +84,7 @@ def run_one(model, dataset, seed, budget_min, config_files):
                                config_dict=config_dict)
     config = result["config"]
     row = {
-        "model": model, "seed": seed, "budget_min": budget_min, "dataset": dataset,
+        "model": model, "preset": preset, "seed": seed, "budget_min": budget_min, "dataset": dataset,
         **{f"test_{m}": result["test_result"].get(m) for m in METRICS},
         **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
         "epochs": result["epochs"],
@@ -87,12 +103,13 @@ def run_one(model, dataset, seed, budget_min, config_files):
     return row, result["valid_curve"]
 
 
-def run_in_child(model, dataset, seed, budget_min, config_files, extra_args):
+def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset=""):
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
         cmd = [sys.executable, "-m", "recbole_tiger.benchmark", "--child", f"--model={model}",
-               f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}"]
+               f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
+               f"--tiger_preset={preset or 'paper'}"]
         if config_files:
             cmd.append("--config_files=" + " ".join(config_files))
         subprocess.run(cmd + extra_args, check=True)
@@ -116,7 +133,7 @@ def read_rows(csv_path):
 def merge_rows(old_rows, new_rows):
     """New rows replace old rows with the same (model, seed, budget); the rest are kept."""
     def key(row):
-        return tuple(str(row[k]) for k in KEY)
+        return tuple(str(row.get(k) or "") for k in KEY)
 
     merged = {key(r): r for r in old_rows}
     merged.update({key(r): r for r in new_rows})
@@ -144,7 +161,8 @@ def markdown_table(rows, dataset):
     """Measured rows (mean ± std over seeds per model and budget), then the reference block."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["model"], str(r["budget_min"])), []).append(r)
+        label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "")
+        groups.setdefault((label, str(r["budget_min"])), []).append(r)
     head = ["model", "budget (min)", "seeds"] + [f"test {m}" for m in METRICS] + [
         "valid ndcg@10", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
         "hyper-parameters", "commit", "date", "machine"]
@@ -220,24 +238,31 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c")
     parser.add_argument("--config_files", default=None, help="space-separated config files for every model")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--tiger_preset", default="auto",
+                        help="TIGER settings: cpu (properties/model/TIGER-cpu.yaml), paper (TIGER.yaml only), "
+                             "auto = cpu unless CUDA is available")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     config_files = args.config_files.split() if args.config_files else []
 
     if args.child:  # one model, one seed, in this process
-        row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, config_files)
+        preset, preset_files = resolve_preset(args.models, args.tiger_preset)
+        row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
+                             preset)
         _atomic_write(args.child_out, json.dumps({"row": row, "curve": curve}))
         return
 
     seeds = ([int(s) for s in args.seeds.split(",")] if "," in args.seeds
              else [2020 + i for i in range(int(args.seeds))])
     for model in args.models.split(","):
+        preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
-            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra)
+            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset)
             # Written after every run, so an interrupted benchmark keeps what it finished.
+            name = model + (f" ({preset})" if preset else "")
             write_results(args.results_dir, args.dataset, [out["row"]],
-                          {f"{model} seed={seed} budget={args.budget:g}": out["curve"]})
+                          {f"{name} seed={seed} budget={args.budget:g}": out["curve"]})
             print(f"{model} seed={seed}: " + ", ".join(f"{m}={out['row'][f'test_{m}']}" for m in METRICS))
     print(f"results in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
 

@@ -264,7 +264,7 @@ def test_config_vocabulary_must_match_the_artifact(tiny):
     sid = SemanticIDs(codes=random_codes(61, (4, 4, 3)), codebook_sizes=[4, 4, 3], artifact_path="a.pt")
     config = copy.deepcopy(config)
     config["sid_n_levels"], config["sid_codebook_size"], config["sid_dedup"] = 2, 8, True
-    with pytest.raises(ValueError, match="2 levels of 8 codes \+ a collision level.*a.pt has codebook_sizes=\[4, 4, 3\]"):
+    with pytest.raises(ValueError, match=r"2 levels of 8 codes \+ a collision level.*a.pt has codebook_sizes=\[4, 4, 3\]"):
         TIGER._check_config_matches_artifact(config, sid)
     config["sid_codebook_size"] = 4
     TIGER._check_config_matches_artifact(config, sid)  # matches: no error
@@ -308,3 +308,87 @@ def test_end_to_end_recbole_run(tiny_config, tmp_path):
     model.eval()
     again = model.full_sort_predict(users)
     assert again.shape[1] == model.n_items and (torch.isfinite(again).sum(1) == 10).all()
+
+
+# ---------------------------------------------------------------------- CPU training modes
+SEQUENCE_MODE = {"encoder_tokens": "item", "train_targets": "all"}
+
+
+def training_rows(dataset):
+    return dataset.inter_feat[torch.arange(len(dataset.inter_feat))]
+
+
+def test_item_encoder_tokens_train_and_rank(tiny):
+    model = make_model(tiny, config_overrides={"encoder_tokens": "item"}).train()
+    rows = training_rows(tiny[1])
+    loss = model.calculate_loss(rows)
+    loss.backward()
+    assert torch.isfinite(loss) and model.token_embedding.weight.grad.abs().sum() > 0
+    scores = model.eval().full_sort_predict(tiny[2])
+    assert scores.shape == (len(tiny[2]), model.n_items) and bool(torch.isfinite(scores).sum(1).ge(10).all())
+
+
+def test_training_sequences_rebuild_each_users_history(tiny):
+    model = make_model(tiny, config_overrides=SEQUENCE_MODE)
+    rows = training_rows(tiny[1])
+    rank = {}
+    for user, seq, n, target in zip(rows["user_id"].tolist(), rows["item_id_list"], rows["item_length"].tolist(),
+                                    rows["item_id"].tolist()):
+        # rows come in time order per user: the k-th row's target is item k+1 of the sequence,
+        # its history the n items before it
+        k = rank[user] = rank.get(user, -1) + 1
+        full = model.user_train_seq[user, : model.user_train_len[user]].tolist()
+        assert full[k + 1] == target and full[k + 1 - n: k + 1] == seq[:n].tolist()
+    assert sorted(rank) == sorted(set(rows["user_id"].tolist()))
+    assert all(model.user_train_len[u] == k + 2 for u, k in rank.items())
+
+
+@pytest.fixture(scope="module")
+def tiny_short_history(tmp_path_factory):
+    """The tiny dataset with MAX_ITEM_LIST_LENGTH 4: every user's 10 training items need
+    three windows of up to 5 items."""
+    root = tmp_path_factory.mktemp("tiger_short")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", [sys.argv[0]])
+        config = Config(model="TIGER", dataset="tiny", config_dict={
+            **TINY_MODEL, **SEQUENCE_MODE, "MAX_ITEM_LIST_LENGTH": 4,
+            "data_path": write_atomic(root / "atomic"), "checkpoint_dir": str(root / "saved")})
+        _, train_data, _, test_data = prepare_data(config)
+    return config, train_data._dataset, next(iter(test_data))[0]
+
+
+@pytest.mark.parametrize("fixture", ["tiny", "tiny_short_history"])
+def test_sequence_windows_cover_every_training_target_once(fixture, request):
+    data = request.getfixturevalue(fixture)
+    model = make_model(data, config_overrides=SEQUENCE_MODE)
+    rows = training_rows(data[1])
+    N = model.max_seq_length
+    windows, n_items, users = model._training_windows(rows)
+    assert bool((n_items >= 2).all()) and bool((n_items <= N + 1).all())
+    got = sorted((int(u), int(i)) for w, n, u in zip(windows, n_items, users) for i in w[1:n])
+    want = sorted(zip(rows["user_id"].tolist(), rows["item_id"].tolist()))
+    assert got == want
+    # a batch without any user's last row trains nothing
+    not_last = rows[torch.tensor([k for k in range(len(rows)) if k + 1 < len(rows)
+                                  and rows["user_id"][k + 1] == rows["user_id"][k]])]
+    assert len(model._training_windows(not_last)[0]) == 0
+    loss = model.train().calculate_loss(not_last)
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_sequence_loss_equals_mean_per_row_log_likelihood(tiny):
+    """One causal pass per user = the per-prefix teacher-forced loss, exactly: the encoder
+    state of item t never sees later items and each target's decoder sees only its prefix.
+    (Every tiny user's training sequence fits one window, so no context is cut.)"""
+    model = make_model(tiny, config_overrides=SEQUENCE_MODE)
+    rows = training_rows(tiny[1])
+    with torch.no_grad():
+        sequence_loss = model.calculate_loss(rows)
+        per_row = model.predict(rows)                                # sum over levels of log p
+    assert sequence_loss.item() == pytest.approx(-per_row.mean().item() / model.n_levels, rel=1e-5)
+
+
+def test_sequence_training_needs_item_tokens(tiny):
+    with pytest.raises(ValueError, match="train_targets=all needs encoder_tokens=item"):
+        make_model(tiny, config_overrides={"train_targets": "all"})

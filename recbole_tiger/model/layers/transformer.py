@@ -79,10 +79,10 @@ class EncoderLayer(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, is_causal=False):
         h = self.attn_norm(x)
         k, v = self.attn.keys_values(h)
-        x = x + self.dropout(self.attn(h, k, v, mask=mask))
+        x = x + self.dropout(self.attn(h, k, v, mask=mask, is_causal=is_causal))
         return x + self.dropout(self.ff(self.ff_norm(x)))
 
 
@@ -95,12 +95,16 @@ class Encoder(nn.Module):
         self.final_norm = nn.RMSNorm(d_model, eps=1e-6)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """x [B, S, D] embedded input, key_mask bool [B, S] (True = real token) -> [B, S, D]"""
-        mask = key_mask[:, None, None, :]                              # [B, 1, 1, S]
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """x [B, S, D] embedded input, key_mask bool [B, S] (True = real token) -> [B, S, D]
+
+        ``causal``: token i sees tokens <= i only. Inputs must then be right-padded (real
+        tokens first), so no real token ever sees padding and the key mask is not needed.
+        """
+        mask = None if causal else key_mask[:, None, None, :]          # [B, 1, 1, S]
         x = self.dropout(x)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, is_causal=causal)
         return self.dropout(self.final_norm(x))
 
 
@@ -172,12 +176,18 @@ class Decoder(nn.Module):
         self.final_norm = nn.RMSNorm(d_model, eps=1e-6)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, memory, memory_key_mask):
-        """Teacher forcing.  x [B, T, D], memory [B, S, D], memory_key_mask [B, S] -> [B, T, D]"""
+    def forward(self, x, memory, memory_key_mask, memory_index=None):
+        """Teacher forcing.  x [B, T, D], memory_key_mask [B, S] -> [B, T, D]
+
+        memory [B, S, D], or [M, S, D] shared by several rows: row i then reads memory
+        ``memory_index[i]`` (keys/values are projected once per memory row, then gathered).
+        """
         mask = memory_key_mask[:, None, None, :]
         x = self.dropout(x)
         for layer in self.layers:
             ck, cv = layer.cross_attn.keys_values(memory)
+            if memory_index is not None:
+                ck, cv = ck[memory_index], cv[memory_index]
             x = layer(x, ck, cv, mask)
         return self.dropout(self.final_norm(x))
 

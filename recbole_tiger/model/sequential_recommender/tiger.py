@@ -12,7 +12,19 @@ exist (a prefix trie of every item of the dataset, including items never seen in
 
 Sequences (L = number of semantic-ID levels, N = MAX_ITEM_LIST_LENGTH):
   encoder  [user token] + codes of the history items, oldest first   -> 1 + N*L tokens
+           (``encoder_tokens: item``: one token per item, the sum of its code embeddings
+           -> 1 + N tokens, ~L times less encoder work)
   decoder  [BOS, c_1, ..., c_{L-1}] -> predicts [c_1, ..., c_L], causal
+
+Training targets (``train_targets``):
+  last  one target per RecBole training row (paper): every prefix of a user's sequence is
+        its own example, so a history is re-encoded once per later item;
+  all   one pass per user sequence, as SASRec trains: a causal encoder (item t sees items
+        <= t) reads the user's training sequence once, and one short decoder sequence per
+        next item cross-attends to the encoder states up to its own prefix. RecBole's rows
+        other than each user's last are skipped; the last row stands for the user's whole
+        training sequence (in windows of N+1 items), so every training target is still
+        learned once per epoch. Needs ``encoder_tokens: item``.
 
 Implementation choice: our own small T5-style transformer on ``F.scaled_dot_product_attention``
 rather than ``transformers.T5ForConditionalGeneration``. Measured at paper size, batch 256,
@@ -50,6 +62,8 @@ PAD, BOS = 0, 1
 N_SPECIAL = 2  # code tokens start after PAD and BOS; user-hash tokens follow the code tokens
 EVAL_MODES = ("beam", "exact")
 TIE_BREAKS = ("popularity", "cosine")
+ENCODER_TOKENS = ("code", "item")
+TRAIN_TARGETS = ("last", "all")
 
 
 def hash_user(user_id: torch.Tensor, n_buckets: int) -> torch.Tensor:
@@ -81,6 +95,10 @@ class TIGER(SequentialRecommender):
         self.eval_mode = config["eval_mode"]
         self.tie_break = config["tie_break"]
         self.beam_exclude_history = config["beam_exclude_history"]
+        self.encoder_tokens = config["encoder_tokens"] or "code"
+        self.train_targets = config["train_targets"] or "last"
+        # One pass per sequence needs item t's encoder state to depend on items <= t only.
+        self.causal_encoder = self.train_targets == "all"
         self._check_eval_config(config)
 
         if semantic_ids is None:
@@ -121,6 +139,11 @@ class TIGER(SequentialRecommender):
         self.register_buffer("level_mask", level_mask, persistent=False)           # [L, V_code]
         self.trie = PrefixTrie(self.item_codes, self.codebook_sizes)
         self.register_load_state_dict_post_hook(TIGER._rebuild_trie_after_load)
+        if self.train_targets == "all":
+            user_seq, user_seq_len = self._training_sequences(dataset)
+            # Rebuilt from the dataset whenever the model is built: not part of checkpoints.
+            self.register_buffer("user_train_seq", user_seq, persistent=False)        # [n_users, n_max]
+            self.register_buffer("user_train_len", user_seq_len, persistent=False)    # [n_users]
 
         # define layers
         vocab_size = N_SPECIAL + self.n_code_tokens + self.n_user_tokens
@@ -152,6 +175,13 @@ class TIGER(SequentialRecommender):
             raise ValueError(f"TIGER: eval_mode={self.eval_mode!r}, expected one of {EVAL_MODES}.")
         if self.tie_break not in TIE_BREAKS:
             raise ValueError(f"TIGER: tie_break={self.tie_break!r}, expected one of {TIE_BREAKS}.")
+        if self.encoder_tokens not in ENCODER_TOKENS:
+            raise ValueError(f"TIGER: encoder_tokens={self.encoder_tokens!r}, expected one of {ENCODER_TOKENS}.")
+        if self.train_targets not in TRAIN_TARGETS:
+            raise ValueError(f"TIGER: train_targets={self.train_targets!r}, expected one of {TRAIN_TARGETS}.")
+        if self.train_targets == "all" and self.encoder_tokens != "item":
+            raise ValueError("TIGER: train_targets=all needs encoder_tokens=item (the causal encoder "
+                             "masks whole items; with one token per code it would not).")
 
     @staticmethod
     def _check_config_matches_artifact(config, sid):
@@ -208,6 +238,33 @@ class TIGER(SequentialRecommender):
         counts[0] = 0
         return counts
 
+    def _training_sequences(self, dataset):
+        """Each user's whole training sequence, rebuilt from RecBole's augmented training rows
+        (user-time ordered: the first row's one-item history, then every row's target).
+
+        Returns user_seq [n_users, n_max] (0-padded, oldest first) and its lengths [n_users].
+        """
+        inter = dataset.inter_feat
+        if self.ITEM_SEQ not in inter or self.ITEM_SEQ_LEN not in inter:
+            raise ValueError("TIGER: train_targets=all needs RecBole's sequential training rows "
+                             f"({self.ITEM_SEQ}, {self.ITEM_SEQ_LEN}); got a dataset without them.")
+        user = inter[self.USER_ID].long()
+        order = torch.argsort(user, stable=True)                     # users grouped, time order kept
+        user, target = user[order], inter[self.ITEM_ID].long()[order]
+        seq_len, first_item = inter[self.ITEM_SEQ_LEN][order], inter[self.ITEM_SEQ][order, 0]
+        n_users = dataset.user_num
+        n_rows = torch.bincount(user, minlength=n_users)             # training targets per user
+        start = torch.cumsum(n_rows, 0) - n_rows
+        rank = torch.arange(len(user)) - start[user]                 # row's place in its user's rows
+        if len(user) and not bool((seq_len[rank == 0] == 1).all()):
+            raise ValueError("TIGER: train_targets=all expects every user's first training row to "
+                             "have a one-item history (RecBole's sequential augmentation); it does not.")
+        user_len = torch.where(n_rows > 0, n_rows + 1, 0)
+        user_seq = torch.zeros(n_users, int(user_len.max()) if len(user) else 1, dtype=torch.long)
+        user_seq[user, rank + 1] = target
+        user_seq[user[rank == 0], 0] = first_item[rank == 0].long()
+        return user_seq, user_len
+
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             module.weight.data.normal_(mean=0.0, std=self.initializer_range)
@@ -246,6 +303,8 @@ class TIGER(SequentialRecommender):
     # ------------------------------------------------------------------ encoder / decoder
     def encode(self, item_seq, item_seq_len, user_id):
         """item_seq [B, N] (left-aligned, 0-padded) -> memory [B, S, D], key mask [B, S]"""
+        if self.encoder_tokens == "item":
+            return self._encode_items(item_seq, item_seq_len, user_id)
         B, N = item_seq.shape
         L = self.n_levels
         codes = self.item_codes[item_seq]                                   # [B, N, L], -1 = pad
@@ -257,14 +316,35 @@ class TIGER(SequentialRecommender):
         level = torch.arange(L, device=item_seq.device).repeat(N)           # [N*L]
         x = (self.token_embedding(tokens) + self.item_position_embedding(position)
              + self.level_embedding(level))                                 # [B, N*L, D]
-        mask = real.flatten(1)
-        if self.n_user_tokens > 0:
-            user_token = N_SPECIAL + self.n_code_tokens + hash_user(user_id, self.n_user_tokens)
-            u = (self.token_embedding(user_token) + self.item_position_embedding.weight[-1]
-                 + self.level_embedding.weight[-1])                         # [B, D]
-            x = torch.cat([u[:, None], x], dim=1)                           # [B, 1+N*L, D]
-            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        x, mask = self._prepend_user(x, real.flatten(1), user_id)          # [B, 1+N*L, D]
         return self.encoder(x, mask), mask
+
+    def _prepend_user(self, x, mask, user_id):
+        """[B, S, D], [B, S] -> user token first: [B, 1+S, D], [B, 1+S] (if n_user_tokens > 0)"""
+        if self.n_user_tokens == 0:
+            return x, mask
+        user_token = N_SPECIAL + self.n_code_tokens + hash_user(user_id, self.n_user_tokens)
+        u = (self.token_embedding(user_token) + self.item_position_embedding.weight[-1]
+             + self.level_embedding.weight[-1])                             # [B, D]
+        return torch.cat([u[:, None], x], dim=1), torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+
+    def _encode_items(self, item_seq, item_seq_len, user_id):
+        """One encoder token per history item: the sum of its code-token embeddings (codes of
+        different levels are different tokens, so the sum keeps the level) plus its position.
+        item_seq [B, N] -> memory [B, 1+N, D], key mask [B, 1+N]"""
+        N = item_seq.shape[1]
+        codes = self.item_codes[item_seq]                                   # [B, N, L], -1 = pad
+        tokens = torch.where(codes >= 0, codes + self.level_offset + N_SPECIAL, PAD)
+        steps = torch.arange(N, device=item_seq.device)
+        if self.causal_encoder:
+            # Absolute position from the oldest item: under a causal mask item t must not
+            # know how many items follow it (recency would tell it).
+            position = steps.expand(len(item_seq), N)
+        else:
+            position = (item_seq_len[:, None] - 1 - steps).clamp(min=0)     # 0 = most recent
+        x = self.token_embedding(tokens).sum(2) + self.item_position_embedding(position)  # [B, N, D]
+        x, mask = self._prepend_user(x, item_seq > 0, user_id)
+        return self.encoder(x, mask, causal=self.causal_encoder), mask
 
     def forward(self, item_seq, item_seq_len, user_id, target_codes):
         """Teacher forcing. target_codes [B, L] -> per-level logits [B, L, V_code] (other
@@ -294,6 +374,8 @@ class TIGER(SequentialRecommender):
 
     # ------------------------------------------------------------------ RecBole API
     def calculate_loss(self, interaction):
+        if self.train_targets == "all":
+            return self._sequence_loss(interaction)
         item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         user = interaction[self.USER_ID]
         target = self.item_codes[interaction[self.POS_ITEM_ID]]            # [B, L]
@@ -304,6 +386,61 @@ class TIGER(SequentialRecommender):
         rows = torch.cat(rows)
         labels = target[rows] + self.level_offset                           # index in code space
         return F.cross_entropy(torch.cat(logits).flatten(0, 1), labels.flatten())
+
+    def _sequence_loss(self, interaction):
+        """train_targets=all: cross-entropy over every next item of the sequences of the users
+        whose last training row is in this batch (other rows: nothing to do)."""
+        windows, n_items, users = self._training_windows(interaction)
+        if len(windows) == 0:  # no user's last row in this batch: a zero loss that still backprops
+            return self.code_head.weight.sum() * 0.0
+        logits, labels = [], []
+        for idx, n in self.length_buckets(n_items):
+            win = windows[idx, :n]                                           # [b, n] items
+            history, target = win[:, :-1], win[:, 1:]                        # [b, T] each, T = n-1
+            memory, _ = self.encode(history, n_items[idx] - 1, users[idx])   # [b, u+T, D]
+            # Decode only the real targets (windows are mostly shorter than the longest one).
+            row, t = (target > 0).nonzero(as_tuple=True)                      # [M] each
+            codes = self.item_codes[target[row, t]]                          # [M, L]
+            prev = codes[:, :-1] + self.level_offset[:-1] + N_SPECIAL
+            tokens = torch.cat([torch.full_like(prev[:, :1], BOS), prev], dim=1)
+            x = self.token_embedding(tokens) + self.decoder_position_embedding.weight
+            # target t (item t+1 of the window) sees the user token and encoder states 0..t
+            u = int(self.n_user_tokens > 0)
+            sees = torch.arange(memory.shape[1], device=win.device) <= (t + u)[:, None]   # [M, S]
+            h = self.decoder(x, memory, sees, memory_index=row)              # [M, L, D]
+            logits.append(self.code_head(h) + self.level_mask)               # [M, L, V]
+            labels.append(codes + self.level_offset)
+        return F.cross_entropy(torch.cat(logits).flatten(0, 1), torch.cat(labels).flatten())
+
+    def _training_windows(self, interaction):
+        """The training sequences of the users whose *last* training row is in the batch, cut
+        from the end into windows of up to N+1 items (N = MAX_ITEM_LIST_LENGTH), so each of
+        the user's training targets falls in exactly one window.
+
+        Returns windows [W, N+1] (0-padded, oldest first), items per window [W] (>= 2), user [W].
+        """
+        user, item_seq = interaction[self.USER_ID], interaction[self.ITEM_SEQ]
+        seq_len, target = interaction[self.ITEM_SEQ_LEN], interaction[self.POS_ITEM_ID]
+        N, dev = self.max_seq_length, item_seq.device
+        n = self.user_train_len[user]                                       # [B]
+        # The user's last row: target = last training item, history = the N items before it.
+        hist_pos = (n - 1 - seq_len)[:, None] + torch.arange(item_seq.shape[1], device=dev)
+        expected = self.user_train_seq[user[:, None], hist_pos.clamp(0, self.user_train_seq.shape[1] - 1)]
+        in_hist = torch.arange(item_seq.shape[1], device=dev) < seq_len[:, None]
+        last = (target == self.user_train_seq[user, (n - 1).clamp(min=0)]) & (seq_len == (n - 1).clamp(max=N))
+        last &= ((expected == item_seq) | ~in_hist).all(1)
+        user, n = user[last], n[last]
+        n_windows = torch.div(n - 2, N, rounding_mode="floor") + 1           # ceil((n-1) / N)
+        win_user, win_n = user.repeat_interleave(n_windows), n.repeat_interleave(n_windows)
+        first = torch.cumsum(n_windows, 0) - n_windows
+        w = torch.arange(len(win_user), device=dev) - first.repeat_interleave(n_windows)
+        end = win_n - 1 - w * N                                             # last item, inclusive
+        start = (end - N).clamp(min=0)
+        pos = start[:, None] + torch.arange(N + 1, device=dev)              # [W, N+1]
+        n_items = end - start + 1
+        inside = torch.arange(N + 1, device=dev) < n_items[:, None]
+        windows = torch.where(inside, self.user_train_seq[win_user[:, None], pos.clamp(max=self.user_train_seq.shape[1] - 1)], 0)
+        return windows, n_items, win_user
 
     @torch.no_grad()
     def predict(self, interaction):
