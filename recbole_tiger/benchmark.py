@@ -93,6 +93,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset=""):
         "eval_wall_s": round(result["test_seconds"], 1),
         "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "n_params": result["n_params"],
+        **{f"beam_{k}": v for k, v in (result.get("beam_check") or {}).items()},
         "loss_type": config["loss_type"] or "CE over semantic-ID tokens",
         "hyperparameters": "; ".join(f"{k}={config[k]}" for k in KEY_HYPERPARAMETERS if config[k] is not None),
         "commit": git_commit(),
@@ -164,7 +165,7 @@ def markdown_table(rows, dataset):
         label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "")
         groups.setdefault((label, str(r["budget_min"])), []).append(r)
     head = ["model", "budget (min)", "seeds"] + [f"test {m}" for m in METRICS] + [
-        "valid ndcg@10", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
+        "valid ndcg@10", "beam ≠ exact top-10 (users)", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
         "hyper-parameters", "commit", "date", "machine"]
     lines = [f"## Measured on {dataset} (test split unless marked valid)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -172,6 +173,8 @@ def markdown_table(rows, dataset):
         last = group[-1]
         cells = [model, budget, str(len(group))] + [_mean_std(r[f"test_{m}"] for r in group) for m in METRICS] + [
             _mean_std(r["valid_ndcg@10"] for r in group),
+            "/".join(f"{float(r['beam_differ@10']):.3f} ({r['beam_n_users']})" for r in group
+                     if r.get("beam_differ@10") not in (None, "")) or "n/a",
             "/".join(str(r["epochs"]) for r in group),
             "/".join(str(r["train_wall_s"]) for r in group),
             "/".join(str(r["eval_wall_s"]) for r in group),

@@ -11,6 +11,7 @@ import sys
 from logging import getLogger
 from time import time
 
+import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
@@ -63,6 +64,7 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
     test_start = time()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_seconds = time() - test_start
+    beam_check = beam_vs_exact(model, test_data, config["beam_check_users"] or 0)
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -80,10 +82,30 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "fit_seconds": trainer.fit_seconds,
         "test_seconds": test_seconds,
         "valid_curve": trainer.valid_curve,
+        "beam_check": beam_check,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "saved_model_file": trainer.saved_model_file if saved else None,
         "config": config,
     }
+
+
+def beam_vs_exact(model, eval_data, n_users):
+    """For generative models with an exact scoring mode (TIGER): how often beam search's top-K
+    differs from the exact top-K on the first ``n_users`` users of ``eval_data`` (None if not
+    applicable). Exact scoring decodes every valid ID prefix, hence a sample of users."""
+    from recbole_tiger.model.sequential_recommender.tiger import TIGER, beam_exact_agreement
+
+    if not isinstance(model, TIGER) or n_users <= 0 or model.eval_mode != "beam":
+        return None
+    interaction = next(iter(eval_data))[0]
+    interaction = interaction[torch.arange(min(n_users, len(interaction)))].to(model.item_codes.device)
+    start = time()
+    model.eval()
+    result = beam_exact_agreement(model, interaction, topk=model.config_topk)
+    result["seconds"] = round(time() - start, 1)
+    getLogger().info(set_color("beam vs exact", "blue") + f" (beam_size {model.beam_size}, "
+                     f"{result['n_users']} test users): " + ", ".join(f"{k}: {v}" for k, v in result.items()))
+    return result
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

@@ -2,6 +2,8 @@
 import csv
 import os
 
+import pytest
+
 from recbole_tiger.benchmark import REFERENCE, main, markdown_table, merge_rows, write_results
 
 
@@ -50,3 +52,38 @@ def test_benchmark_command_runs_a_model_and_writes_three_files(tiny_config, tmp_
     row = next(csv.DictReader(open(results / "tiny.csv")))
     assert row["model"] == "SASRec" and int(row["epochs"]) == 2 and float(row["peak_mem_mb"]) > 0
     assert row["commit"] and row["machine"].startswith(f"{os.cpu_count()} cores")
+
+
+def test_tiger_preset_is_cpu_without_cuda_and_only_for_tiger(monkeypatch):
+    import torch
+
+    from recbole_tiger.benchmark import resolve_preset
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    preset, files = resolve_preset("TIGER", "auto")
+    assert preset == "cpu" and files[0].endswith(os.path.join("properties", "model", "TIGER-cpu.yaml"))
+    assert os.path.isfile(files[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_preset("TIGER", "auto") == ("paper", [])
+    assert resolve_preset("SASRec", "cpu") == ("", [])
+    with pytest.raises(SystemExit, match="tiger_preset"):
+        resolve_preset("TIGER", "fast")
+
+
+def test_throughput_tool_counts_targets_per_variant(tiny_config, tmp_path):
+    from recbole_tiger.throughput import main as throughput
+
+    results = tmp_path / "tp"
+    throughput(["prefix:encoder_tokens=item", "sequence:encoder_tokens=item,train_targets=all",
+                "--dataset=tiny", "--steps=2", "--warmup=0", f"--results_dir={results}",
+                f"--data_path={tiny_config['data_path']}", f"--checkpoint_dir={tiny_config['checkpoint_dir']}",
+                "--MAX_ITEM_LIST_LENGTH=10", "--user_inter_num_interval=[0,inf)", "--item_inter_num_interval=[0,inf)",
+                "--train_batch_size=64", "--state=WARNING", "--sid_quantizer=rqkmeans", "--sid_n_levels=2",
+                "--sid_codebook_size=4", "--d_model=16", "--n_heads=2", "--d_head=8", "--d_ff=32"])
+    rows = {r["variant"]: r for r in csv.DictReader(open(results / "tiny-throughput.csv"))}
+    assert set(rows) == {"prefix", "sequence"}
+    # one target per RecBole row in prefix mode; in sequence mode the targets of the users
+    # whose last row is in the batch
+    assert float(rows["prefix"]["targets_per_step"]) == 64
+    assert float(rows["sequence"]["targets_per_step"]) > 0 and float(rows["sequence"]["targets_per_s"]) > 0
+    assert (results / "tiny-throughput.md").read_text().count("| sequence |") == 1

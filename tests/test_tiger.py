@@ -3,6 +3,7 @@ checkpoints and one end-to-end RecBole run. Tiny model sizes; semantic IDs are i
 (random distinct codes) so only the end-to-end test depends on the semantic-ID pre-stage."""
 import copy
 import logging
+import os
 import sys
 
 import numpy as np
@@ -303,6 +304,8 @@ def test_end_to_end_recbole_run(tiny_config, tmp_path):
     test = result["test_result"]
     for key in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "cold_recall@10"):
         assert key in test and 0.0 <= test[key] <= 1.0, test
+    check = result["beam_check"]  # beam 10 vs exact on the test users, as the benchmark reports it
+    assert check["n_users"] > 0 and 0.0 <= check["differ@10"] <= 1.0 and 0.0 <= check["overlap@5"] <= 1.0
     config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
     users = next(iter(test_data))[0]
     model.eval()
@@ -392,3 +395,19 @@ def test_sequence_loss_equals_mean_per_row_log_likelihood(tiny):
 def test_sequence_training_needs_item_tokens(tiny):
     with pytest.raises(ValueError, match="train_targets=all needs encoder_tokens=item"):
         make_model(tiny, config_overrides={"train_targets": "all"})
+
+
+def test_cpu_preset_runs_end_to_end(tiny_config):
+    """The shipped TIGER-cpu.yaml (with tiny sizes on top) trains, validates and tests."""
+    from recbole_tiger.config import PROPERTIES_DIR
+    from recbole_tiger.quick_start import run_recbole_tiger
+
+    config_dict = {
+        **tiny_config, **{k: v for k, v in TINY_MODEL.items() if k not in ("state",)},
+        "epochs": 2, "warmup_steps": 2, "sid_quantizer": "rqkmeans", "sid_n_levels": 2, "sid_codebook_size": 4,
+    }
+    preset = os.path.join(PROPERTIES_DIR, "model", "TIGER-cpu.yaml")
+    result = run_recbole_tiger(model="TIGER", dataset="tiny", config_file_list=[preset], config_dict=config_dict)
+    assert result["config"]["train_targets"] == "all" and result["config"]["encoder_tokens"] == "item"
+    assert [row["epoch"] for row in result["valid_curve"]] == [2]     # eval_step 3: last epoch still validated
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0

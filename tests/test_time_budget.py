@@ -25,3 +25,10 @@ def test_no_budget_runs_all_epochs_and_records_the_curve(tiny_config):
     assert [row["epoch"] for row in curve] == [1, 2, 3]
     assert all(a["fit_seconds"] < b["fit_seconds"] for a, b in zip(curve, curve[1:]))
     assert result["fit_seconds"] >= result["train_seconds"] > 0
+
+
+def test_last_epoch_is_validated_when_eval_step_skips_it(tiny_config):
+    # 4 epochs, eval_step 3: RecBole alone validates after epoch 3 only; epoch 4 could be the best.
+    config = dict(tiny_config, epochs=4, eval_step=3, stopping_step=100)
+    result = run_recbole_tiger("SASRec", config_dict=config)
+    assert [row["epoch"] for row in result["valid_curve"]] == [3, 4]

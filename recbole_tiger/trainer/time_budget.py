@@ -4,7 +4,8 @@
 training *and* the validation done during training, because validation cost is part of
 what a model needs to learn. The epoch whose end crosses the budget is still validated
 (so its checkpoint can become the best one); training stops before the next epoch, and
-the best-validation checkpoint is evaluated as usual.
+the best-validation checkpoint is evaluated as usual. With ``eval_step`` > 1 the last epoch
+of a run is validated too, whichever way the run ends.
 """
 from time import time
 
@@ -57,9 +58,10 @@ class TimeBudgetMixin:
         self.epochs_done += 1
         if self.time_budget_s is not None and self._elapsed() >= self.time_budget_s:
             self.budget_exhausted = True
-            # Validate the epoch that crossed the budget even if eval_step would skip it.
-            if self.eval_step > 0:
-                self.eval_step = 1
+        # The last epoch (by budget or by `epochs`) is validated even if eval_step would skip
+        # it: its checkpoint may be the best, and a run must never end without a checkpoint.
+        if (self.budget_exhausted or epoch_idx + 1 >= self.epochs) and self.eval_step > 0:
+            self.eval_step = 1
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):

@@ -164,7 +164,8 @@ class TIGER(SequentialRecommender):
     # ------------------------------------------------------------------ construction checks
     def _check_eval_config(self, config):
         topk = config["topk"] or [10]
-        max_k = max(topk) if isinstance(topk, (list, tuple)) else int(topk)
+        self.config_topk = tuple(topk) if isinstance(topk, (list, tuple)) else (int(topk),)
+        max_k = max(self.config_topk)
         if self.beam_size < max_k:
             raise ValueError(
                 f"TIGER: beam_size={self.beam_size} < max(topk)={max_k}; beam search returns at "
