@@ -46,8 +46,8 @@ def parse_variant(spec):
 def count_targets(model, batch):
     """Training targets one calculate_loss call learns from."""
     if getattr(model, "train_targets", "last") == "all":
-        _, n_items, _ = model._training_windows(batch)
-        return int((n_items - 1).sum())
+        _, n_items, _, first = model._training_windows(batch)
+        return int((n_items - first).sum())
     return len(batch)
 
 

@@ -2,6 +2,7 @@
 checkpoints and one end-to-end RecBole run. Tiny model sizes; semantic IDs are injected
 (random distinct codes) so only the end-to-end test depends on the semantic-ID pre-stage."""
 import copy
+import json
 import logging
 import os
 import sys
@@ -292,7 +293,7 @@ def test_checkpoint_round_trip_decodes_identically(tiny, caplog):
         other.load_state_dict(state)
 
 
-def test_end_to_end_recbole_run(tiny_config, tmp_path):
+def test_end_to_end_recbole_run(tiny_config, tmp_path, capsys):
     from recbole_tiger.quick_start import run_recbole_tiger, load_data_and_model
 
     config_dict = {
@@ -311,6 +312,12 @@ def test_end_to_end_recbole_run(tiny_config, tmp_path):
     model.eval()
     again = model.full_sort_predict(users)
     assert again.shape[1] == model.n_items and (torch.isfinite(again).sum(1) == 10).all()
+    # the same check from the command line, on the saved checkpoint
+    from recbole_tiger.beam_check import main as beam_check
+
+    beam_check([f"--model_file={result['saved_model_file']}", "--n_users=1000"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["differ@10"] == check["differ@10"] and printed["n_users"] == check["n_users"]
 
 
 # ---------------------------------------------------------------------- CPU training modes
@@ -331,19 +338,15 @@ def test_item_encoder_tokens_train_and_rank(tiny):
     assert scores.shape == (len(tiny[2]), model.n_items) and bool(torch.isfinite(scores).sum(1).ge(10).all())
 
 
-def test_training_sequences_rebuild_each_users_history(tiny):
-    model = make_model(tiny, config_overrides=SEQUENCE_MODE)
+def test_anchor_rows_are_every_stride_th_row_from_each_users_last(tiny):
+    model = make_model(tiny, config_overrides={**SEQUENCE_MODE, "sequence_stride": 4})
     rows = training_rows(tiny[1])
-    rank = {}
-    for user, seq, n, target in zip(rows["user_id"].tolist(), rows["item_id_list"], rows["item_length"].tolist(),
-                                    rows["item_id"].tolist()):
-        # rows come in time order per user: the k-th row's target is item k+1 of the sequence,
-        # its history the n items before it
-        k = rank[user] = rank.get(user, -1) + 1
-        full = model.user_train_seq[user, : model.user_train_len[user]].tolist()
-        assert full[k + 1] == target and full[k + 1 - n: k + 1] == seq[:n].tolist()
-    assert sorted(rank) == sorted(set(rows["user_id"].tolist()))
-    assert all(model.user_train_len[u] == k + 2 for u, k in rank.items())
+    keys = model._row_keys(rows["user_id"], rows["item_id_list"], rows["item_length"], rows["item_id"])
+    anchor = torch.isin(keys, model.anchor_keys)
+    users = rows["user_id"].tolist()
+    for user in set(users):
+        flags = anchor[torch.tensor(users) == user].tolist()      # this user's rows, time order
+        assert flags == [(len(flags) - k) % 4 == 0 for k in range(1, len(flags) + 1)]
 
 
 @pytest.fixture(scope="module")
@@ -360,22 +363,27 @@ def tiny_short_history(tmp_path_factory):
     return config, train_data._dataset, next(iter(test_data))[0]
 
 
-@pytest.mark.parametrize("fixture", ["tiny", "tiny_short_history"])
-def test_sequence_windows_cover_every_training_target_once(fixture, request):
+@pytest.mark.parametrize("fixture, stride", [("tiny", None), ("tiny_short_history", None),
+                                             ("tiny_short_history", 4), ("tiny_short_history", 1)])
+def test_sequence_windows_cover_every_training_target_once(fixture, stride, request):
     data = request.getfixturevalue(fixture)
-    model = make_model(data, config_overrides=SEQUENCE_MODE)
+    model = make_model(data, config_overrides={**SEQUENCE_MODE, "sequence_stride": stride})
     rows = training_rows(data[1])
     N = model.max_seq_length
-    windows, n_items, users = model._training_windows(rows)
+    windows, n_items, users, first = model._training_windows(rows)
     assert bool((n_items >= 2).all()) and bool((n_items <= N + 1).all())
-    got = sorted((int(u), int(i)) for w, n, u in zip(windows, n_items, users) for i in w[1:n])
+    got = sorted((int(u), int(i)) for w, n, u, f in zip(windows, n_items, users, first) for i in w[f:n])
     want = sorted(zip(rows["user_id"].tolist(), rows["item_id"].tolist()))
     assert got == want
-    # a batch without any user's last row trains nothing
-    not_last = rows[torch.tensor([k for k in range(len(rows)) if k + 1 < len(rows)
-                                  and rows["user_id"][k + 1] == rows["user_id"][k]])]
-    assert len(model._training_windows(not_last)[0]) == 0
-    loss = model.train().calculate_loss(not_last)
+    # every trained target has at least N - stride + 1 items of context, or all the user has
+    # (a history shorter than N starts at the user's first item)
+    S = model.sequence_stride
+    assert bool(((first >= N - S + 1) | (n_items - 1 < N)).all())
+    # a batch without anchor rows trains nothing (and still back-propagates)
+    keys = model._row_keys(rows["user_id"], rows["item_id_list"], rows["item_length"], rows["item_id"])
+    others = rows[(~torch.isin(keys, model.anchor_keys)).nonzero()[:, 0]]
+    assert (len(others) > 0) == (S > 1) and len(model._training_windows(others)[0]) == 0
+    loss = model.train().calculate_loss(others)
     loss.backward()
     assert loss.item() == 0.0
 

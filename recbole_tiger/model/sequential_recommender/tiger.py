@@ -19,12 +19,12 @@ Sequences (L = number of semantic-ID levels, N = MAX_ITEM_LIST_LENGTH):
 Training targets (``train_targets``):
   last  one target per RecBole training row (paper): every prefix of a user's sequence is
         its own example, so a history is re-encoded once per later item;
-  all   one pass per user sequence, as SASRec trains: a causal encoder (item t sees items
-        <= t) reads the user's training sequence once, and one short decoder sequence per
-        next item cross-attends to the encoder states up to its own prefix. RecBole's rows
-        other than each user's last are skipped; the last row stands for the user's whole
-        training sequence (in windows of N+1 items), so every training target is still
-        learned once per epoch. Needs ``encoder_tokens: item``.
+  all   one pass per sequence, as SASRec trains: a causal encoder (item t sees items <= t)
+        reads a row's history and target once, and one short decoder sequence per next item
+        cross-attends to the encoder states up to its own prefix. Only every S-th row of a
+        user (counted from its last, S = ``sequence_stride``) is used; it trains its last S
+        targets, so every training target is still learned once per epoch, with ~S times
+        fewer encoder passes. Needs ``encoder_tokens: item``.
 
 Implementation choice: our own small T5-style transformer on ``F.scaled_dot_product_attention``
 rather than ``transformers.T5ForConditionalGeneration``. Measured at paper size, batch 256,
@@ -99,6 +99,8 @@ class TIGER(SequentialRecommender):
         self.train_targets = config["train_targets"] or "last"
         # One pass per sequence needs item t's encoder state to depend on items <= t only.
         self.causal_encoder = self.train_targets == "all"
+        stride = config["sequence_stride"]
+        self.sequence_stride = max(1, self.max_seq_length // 2) if stride is None else int(stride)
         self._check_eval_config(config)
 
         if semantic_ids is None:
@@ -140,10 +142,8 @@ class TIGER(SequentialRecommender):
         self.trie = PrefixTrie(self.item_codes, self.codebook_sizes)
         self.register_load_state_dict_post_hook(TIGER._rebuild_trie_after_load)
         if self.train_targets == "all":
-            user_seq, user_seq_len = self._training_sequences(dataset)
             # Rebuilt from the dataset whenever the model is built: not part of checkpoints.
-            self.register_buffer("user_train_seq", user_seq, persistent=False)        # [n_users, n_max]
-            self.register_buffer("user_train_len", user_seq_len, persistent=False)    # [n_users]
+            self.register_buffer("anchor_keys", self._anchor_row_keys(dataset), persistent=False)  # [A] sorted
 
         # define layers
         vocab_size = N_SPECIAL + self.n_code_tokens + self.n_user_tokens
@@ -180,6 +180,9 @@ class TIGER(SequentialRecommender):
             raise ValueError(f"TIGER: encoder_tokens={self.encoder_tokens!r}, expected one of {ENCODER_TOKENS}.")
         if self.train_targets not in TRAIN_TARGETS:
             raise ValueError(f"TIGER: train_targets={self.train_targets!r}, expected one of {TRAIN_TARGETS}.")
+        if not 1 <= self.sequence_stride <= self.max_seq_length:
+            raise ValueError(f"TIGER: sequence_stride={self.sequence_stride}, expected 1..MAX_ITEM_LIST_LENGTH "
+                             f"({self.max_seq_length}).")
         if self.train_targets == "all" and self.encoder_tokens != "item":
             raise ValueError("TIGER: train_targets=all needs encoder_tokens=item (the causal encoder "
                              "masks whole items; with one token per code it would not).")
@@ -239,11 +242,23 @@ class TIGER(SequentialRecommender):
         counts[0] = 0
         return counts
 
-    def _training_sequences(self, dataset):
-        """Each user's whole training sequence, rebuilt from RecBole's augmented training rows
-        (user-time ordered: the first row's one-item history, then every row's target).
+    @staticmethod
+    def _row_keys(user, item_seq, seq_len, target):
+        """A 64-bit hash of each training row's content (user, history, target): identifies a
+        row inside a shuffled batch.  [R], [R, N], [R], [R] -> [R] int64 (wrapping arithmetic)"""
+        key = user.long()
+        for column in (seq_len.long()[:, None], target.long()[:, None], item_seq.long()):
+            for c in column.unbind(1):
+                key = key * 1000003 + c
+        return key
 
-        Returns user_seq [n_users, n_max] (0-padded, oldest first) and its lengths [n_users].
+    def _anchor_row_keys(self, dataset):
+        """Keys of the training rows that anchor a window (``train_targets: all``).
+
+        RecBole's training rows are each user's prefixes in time order: the k-th row (k = 1..T)
+        of a user with T training targets predicts the user's item k from up to N items before
+        it. Rows with (T - k) % S == 0 anchor: k = T, T - S, T - 2S, ... Each anchor trains
+        its own last S targets (fewer for the first), so every target is learned once.
         """
         inter = dataset.inter_feat
         if self.ITEM_SEQ not in inter or self.ITEM_SEQ_LEN not in inter:
@@ -251,20 +266,17 @@ class TIGER(SequentialRecommender):
                              f"({self.ITEM_SEQ}, {self.ITEM_SEQ_LEN}); got a dataset without them.")
         user = inter[self.USER_ID].long()
         order = torch.argsort(user, stable=True)                     # users grouped, time order kept
-        user, target = user[order], inter[self.ITEM_ID].long()[order]
-        seq_len, first_item = inter[self.ITEM_SEQ_LEN][order], inter[self.ITEM_SEQ][order, 0]
-        n_users = dataset.user_num
-        n_rows = torch.bincount(user, minlength=n_users)             # training targets per user
+        n_rows = torch.bincount(user, minlength=int(user.max()) + 1 if len(user) else 1)
         start = torch.cumsum(n_rows, 0) - n_rows
-        rank = torch.arange(len(user)) - start[user]                 # row's place in its user's rows
-        if len(user) and not bool((seq_len[rank == 0] == 1).all()):
-            raise ValueError("TIGER: train_targets=all expects every user's first training row to "
-                             "have a one-item history (RecBole's sequential augmentation); it does not.")
-        user_len = torch.where(n_rows > 0, n_rows + 1, 0)
-        user_seq = torch.zeros(n_users, int(user_len.max()) if len(user) else 1, dtype=torch.long)
-        user_seq[user, rank + 1] = target
-        user_seq[user[rank == 0], 0] = first_item[rank == 0].long()
-        return user_seq, user_len
+        k = torch.empty_like(user)
+        k[order] = torch.arange(1, len(user) + 1) - start[user[order]]   # 1-based row rank in its user
+        if len(user) and not bool((inter[self.ITEM_SEQ_LEN][k == 1] == 1).all()):
+            raise ValueError("TIGER: train_targets=all expects each user's first training row to have a "
+                             "one-item history (RecBole's sequential augmentation of the training split).")
+        anchor = (n_rows[user] - k) % self.sequence_stride == 0
+        keys = self._row_keys(user[anchor], inter[self.ITEM_SEQ][anchor], inter[self.ITEM_SEQ_LEN][anchor],
+                              inter[self.ITEM_ID][anchor])
+        return torch.sort(keys).values
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -391,7 +403,7 @@ class TIGER(SequentialRecommender):
     def _sequence_loss(self, interaction):
         """train_targets=all: cross-entropy over every next item of the sequences of the users
         whose last training row is in this batch (other rows: nothing to do)."""
-        windows, n_items, users = self._training_windows(interaction)
+        windows, n_items, users, first = self._training_windows(interaction)
         if len(windows) == 0:  # no user's last row in this batch: a zero loss that still backprops
             return self.code_head.weight.sum() * 0.0
         logits, labels = [], []
@@ -399,8 +411,9 @@ class TIGER(SequentialRecommender):
             win = windows[idx, :n]                                           # [b, n] items
             history, target = win[:, :-1], win[:, 1:]                        # [b, T] each, T = n-1
             memory, _ = self.encode(history, n_items[idx] - 1, users[idx])   # [b, u+T, D]
-            # Decode only the real targets (windows are mostly shorter than the longest one).
-            row, t = (target > 0).nonzero(as_tuple=True)                      # [M] each
+            # Decode only the window's own targets (real items from its first trained one on).
+            steps = torch.arange(1, n, device=win.device)
+            row, t = ((target > 0) & (steps >= first[idx, None])).nonzero(as_tuple=True)  # [M] each
             codes = self.item_codes[target[row, t]]                          # [M, L]
             prev = codes[:, :-1] + self.level_offset[:-1] + N_SPECIAL
             tokens = torch.cat([torch.full_like(prev[:, :1], BOS), prev], dim=1)
@@ -414,34 +427,23 @@ class TIGER(SequentialRecommender):
         return F.cross_entropy(torch.cat(logits).flatten(0, 1), torch.cat(labels).flatten())
 
     def _training_windows(self, interaction):
-        """The training sequences of the users whose *last* training row is in the batch, cut
-        from the end into windows of up to N+1 items (N = MAX_ITEM_LIST_LENGTH), so each of
-        the user's training targets falls in exactly one window.
+        """The windows trained by this batch: one per anchor row (see ``_anchor_row_keys``),
+        its history followed by its target, up to N+1 items. A window trains its last S
+        targets (S = ``sequence_stride``; all of them for a user's first window), so each
+        target is trained with >= N - S + 1 items of context when the user has that many.
 
-        Returns windows [W, N+1] (0-padded, oldest first), items per window [W] (>= 2), user [W].
+        Returns windows [W, N+1] (0-padded, oldest first), items per window [W] (>= 2), user [W],
+        and the window position of its first trained target [W] (>= 1).
         """
         user, item_seq = interaction[self.USER_ID], interaction[self.ITEM_SEQ]
         seq_len, target = interaction[self.ITEM_SEQ_LEN], interaction[self.POS_ITEM_ID]
-        N, dev = self.max_seq_length, item_seq.device
-        n = self.user_train_len[user]                                       # [B]
-        # The user's last row: target = last training item, history = the N items before it.
-        hist_pos = (n - 1 - seq_len)[:, None] + torch.arange(item_seq.shape[1], device=dev)
-        expected = self.user_train_seq[user[:, None], hist_pos.clamp(0, self.user_train_seq.shape[1] - 1)]
-        in_hist = torch.arange(item_seq.shape[1], device=dev) < seq_len[:, None]
-        last = (target == self.user_train_seq[user, (n - 1).clamp(min=0)]) & (seq_len == (n - 1).clamp(max=N))
-        last &= ((expected == item_seq) | ~in_hist).all(1)
-        user, n = user[last], n[last]
-        n_windows = torch.div(n - 2, N, rounding_mode="floor") + 1           # ceil((n-1) / N)
-        win_user, win_n = user.repeat_interleave(n_windows), n.repeat_interleave(n_windows)
-        first = torch.cumsum(n_windows, 0) - n_windows
-        w = torch.arange(len(win_user), device=dev) - first.repeat_interleave(n_windows)
-        end = win_n - 1 - w * N                                             # last item, inclusive
-        start = (end - N).clamp(min=0)
-        pos = start[:, None] + torch.arange(N + 1, device=dev)              # [W, N+1]
-        n_items = end - start + 1
-        inside = torch.arange(N + 1, device=dev) < n_items[:, None]
-        windows = torch.where(inside, self.user_train_seq[win_user[:, None], pos.clamp(max=self.user_train_seq.shape[1] - 1)], 0)
-        return windows, n_items, win_user
+        key = self._row_keys(user, item_seq, seq_len, target)
+        anchor = torch.isin(key, self.anchor_keys)
+        item_seq, seq_len, target = item_seq[anchor], seq_len[anchor], target[anchor]
+        windows = torch.cat([item_seq, torch.zeros_like(item_seq[:, :1])], dim=1)   # [W, N+1]
+        windows[torch.arange(len(windows), device=windows.device), seq_len] = target
+        first = (seq_len + 1 - self.sequence_stride).clamp(min=1)
+        return windows, seq_len + 1, user[anchor], first
 
     @torch.no_grad()
     def predict(self, interaction):
