@@ -244,6 +244,9 @@ def main(argv=None):
     parser.add_argument("--tiger_preset", default="auto",
                         help="TIGER settings: cpu (properties/model/TIGER-cpu.yaml), paper (TIGER.yaml only), "
                              "auto = cpu unless CUDA is available")
+    parser.add_argument("--merge_from", default=None,
+                        help="comma-separated results dirs whose <dataset>.csv/.curves.json rows merge into "
+                             "--results_dir (runs made in other sessions or on other machines); runs nothing")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
@@ -254,6 +257,16 @@ def main(argv=None):
         row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
                              preset)
         _atomic_write(args.child_out, json.dumps({"row": row, "curve": curve}))
+        return
+
+    if args.merge_from:
+        for source in args.merge_from.split(","):
+            base = os.path.join(source, args.dataset)
+            if not os.path.isfile(base + ".csv"):
+                raise SystemExit(f"benchmark: --merge_from: {base}.csv does not exist")
+            curves = json.load(open(base + ".curves.json")) if os.path.isfile(base + ".curves.json") else {}
+            rows = write_results(args.results_dir, args.dataset, read_rows(base + ".csv"), curves)
+        print(f"{len(rows)} rows in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
         return
 
     seeds = ([int(s) for s in args.seeds.split(",")] if "," in args.seeds

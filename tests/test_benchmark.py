@@ -1,5 +1,6 @@
 """The side-by-side benchmark: results files, merging across invocations, one real run."""
 import csv
+import json
 import os
 
 import pytest
@@ -87,3 +88,22 @@ def test_throughput_tool_counts_targets_per_variant(tiny_config, tmp_path):
     assert float(rows["prefix"]["targets_per_step"]) == 64
     assert float(rows["sequence"]["targets_per_step"]) > 0 and float(rows["sequence"]["targets_per_s"]) > 0
     assert (results / "tiny-throughput.md").read_text().count("| sequence |") == 1
+
+
+def test_merge_from_other_results_dirs(tmp_path):
+    """Rows made in other sessions (one model per invocation) merge into one table; a TIGER
+    preset is part of the row's identity, so cpu and paper rows sit side by side."""
+    curve = [{"epoch": 1, "fit_seconds": 5.0, "valid_score": 0.05, "ndcg@10": 0.05}]
+    write_results(str(tmp_path / "a"), "d", [_row("BERT4Rec", 2020, 0.02)], {"BERT4Rec seed=2020": curve})
+    write_results(str(tmp_path / "b"), "d", [dict(_row("TIGER", 2020, 0.03), preset="cpu"),
+                                             dict(_row("TIGER", 2020, 0.01), preset="paper")],
+                  {"TIGER (cpu) seed=2020": curve})
+    main(["--dataset=d", f"--results_dir={tmp_path / 'all'}", f"--merge_from={tmp_path / 'a'},{tmp_path / 'b'}"])
+    rows = list(csv.DictReader(open(tmp_path / "all" / "d.csv")))
+    assert sorted((r["model"], r.get("preset") or "") for r in rows) == [
+        ("BERT4Rec", ""), ("TIGER", "cpu"), ("TIGER", "paper")]
+    table = (tmp_path / "all" / "d.md").read_text()
+    assert "| TIGER (cpu preset) |" in table and "| TIGER (paper preset) |" in table
+    assert set(json.load(open(tmp_path / "all" / "d.curves.json"))) == {"BERT4Rec seed=2020", "TIGER (cpu) seed=2020"}
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["--dataset=d", f"--results_dir={tmp_path / 'all'}", f"--merge_from={tmp_path / 'missing'}"])

@@ -244,13 +244,19 @@ class TIGER(SequentialRecommender):
 
     @staticmethod
     def _row_keys(user, item_seq, seq_len, target):
-        """A 64-bit hash of each training row's content (user, history, target): identifies a
-        row inside a shuffled batch.  [R], [R, N], [R], [R] -> [R] int64 (wrapping arithmetic)"""
-        key = user.long()
-        for column in (seq_len.long()[:, None], target.long()[:, None], item_seq.long()):
+        """A 62-bit hash of each training row's content (user, history, target): identifies a
+        row inside a shuffled batch.  [R], [R, N], [R], [R] -> [R] int64
+
+        Two polynomial hashes modulo the prime 2^31 - 1 (no int64 overflow), side by side: on
+        Beauty (~22k anchor rows among ~131k) the chance that any other row shares an anchor's
+        key is ~1e-9, and a shared key would only train one window twice."""
+        modulus = 2**31 - 1
+        h1 = h2 = torch.zeros_like(user, dtype=torch.long)
+        for column in (user.long()[:, None], seq_len.long()[:, None], target.long()[:, None], item_seq.long()):
             for c in column.unbind(1):
-                key = key * 1000003 + c
-        return key
+                h1 = (h1 * 1_000_003 + c) % modulus
+                h2 = (h2 * 999_983 + c) % modulus
+        return h1 * 2**31 + h2
 
     def _anchor_row_keys(self, dataset):
         """Keys of the training rows that anchor a window (``train_targets: all``).
@@ -401,10 +407,10 @@ class TIGER(SequentialRecommender):
         return F.cross_entropy(torch.cat(logits).flatten(0, 1), labels.flatten())
 
     def _sequence_loss(self, interaction):
-        """train_targets=all: cross-entropy over every next item of the sequences of the users
-        whose last training row is in this batch (other rows: nothing to do)."""
+        """train_targets=all: cross-entropy over the targets of the windows anchored by this
+        batch's anchor rows (other rows: nothing to do)."""
         windows, n_items, users, first = self._training_windows(interaction)
-        if len(windows) == 0:  # no user's last row in this batch: a zero loss that still backprops
+        if len(windows) == 0:  # no anchor row in this batch: a zero loss that still backprops
             return self.code_head.weight.sum() * 0.0
         logits, labels = [], []
         for idx, n in self.length_buckets(n_items):
