@@ -131,10 +131,10 @@ def read_rows(csv_path):
         return list(csv.DictReader(f))
 
 
-def merge_rows(old_rows, new_rows):
-    """New rows replace old rows with the same (model, seed, budget); the rest are kept."""
+def merge_rows(old_rows, new_rows, key_columns=KEY):
+    """New rows replace old rows with the same key (model, preset, seed, budget); the rest are kept."""
     def key(row):
-        return tuple(str(row.get(k) or "") for k in KEY)
+        return tuple(str(row.get(k) or "") for k in key_columns)
 
     merged = {key(r): r for r in old_rows}
     merged.update({key(r): r for r in new_rows})

@@ -21,7 +21,7 @@ from time import perf_counter
 import torch
 import yaml
 
-from recbole_tiger.benchmark import _atomic_write, git_commit, machine_description, read_rows, write_csv
+from recbole_tiger.benchmark import _atomic_write, git_commit, machine_description, merge_rows, read_rows, write_csv
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = ["variant", "overrides", "targets_per_s", "s_per_step", "targets_per_step", "epoch_min", "n_params",
@@ -123,19 +123,13 @@ def main(argv=None):
 
     os.makedirs(args.results_dir, exist_ok=True)
     base = os.path.join(args.results_dir, f"{args.dataset}-throughput")
-    all_rows = merge_rows_by_variant(read_rows(base + ".csv"), rows)
+    all_rows = merge_rows(read_rows(base + ".csv"), rows, key_columns=("variant",))
     write_csv(base + ".csv", all_rows)
     lines = [f"## Training throughput on {args.dataset} ({n_targets} training targets per epoch)", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |" for r in all_rows]
     _atomic_write(base + ".md", "\n".join(lines) + "\n")
     print(f"results in {base}.{{md,csv}}")
-
-
-def merge_rows_by_variant(old_rows, new_rows):
-    merged = {r["variant"]: r for r in old_rows}
-    merged.update({r["variant"]: r for r in new_rows})
-    return list(merged.values())
 
 
 if __name__ == "__main__":

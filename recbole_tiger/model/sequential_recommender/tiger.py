@@ -369,11 +369,15 @@ class TIGER(SequentialRecommender):
         """Teacher forcing. target_codes [B, L] -> per-level logits [B, L, V_code] (other
         levels' codes at -inf)."""
         memory, mask = self.encode(item_seq, item_seq_len, user_id)
+        h = self.decoder(self._teacher_forced_input(target_codes), memory, mask)                                   # [B, L, D]
+        return self.code_head(h) + self.level_mask
+
+    def _teacher_forced_input(self, target_codes):
+        """Decoder input for teacher forcing: [BOS, c_1, ..., c_{L-1}] embedded with their
+        decoder positions.  target_codes [B, L] -> [B, L, D]"""
         prev = target_codes[:, :-1] + self.level_offset[:-1] + N_SPECIAL    # [B, L-1]
         tokens = torch.cat([torch.full_like(prev[:, :1], BOS), prev], dim=1)
-        x = self.token_embedding(tokens) + self.decoder_position_embedding.weight
-        h = self.decoder(x, memory, mask)                                   # [B, L, D]
-        return self.code_head(h) + self.level_mask
+        return self.token_embedding(tokens) + self.decoder_position_embedding.weight
 
     def level_log_probs(self, h, level):
         """h [..., D] -> log-probs over level ``level``'s codes [..., K_level]"""
@@ -421,9 +425,7 @@ class TIGER(SequentialRecommender):
             steps = torch.arange(1, n, device=win.device)
             row, t = ((target > 0) & (steps >= first[idx, None])).nonzero(as_tuple=True)  # [M] each
             codes = self.item_codes[target[row, t]]                          # [M, L]
-            prev = codes[:, :-1] + self.level_offset[:-1] + N_SPECIAL
-            tokens = torch.cat([torch.full_like(prev[:, :1], BOS), prev], dim=1)
-            x = self.token_embedding(tokens) + self.decoder_position_embedding.weight
+            x = self._teacher_forced_input(codes)                            # [M, L, D]
             # target t (item t+1 of the window) sees the user token and encoder states 0..t
             u = int(self.n_user_tokens > 0)
             sees = torch.arange(memory.shape[1], device=win.device) <= (t + u)[:, None]   # [M, S]
