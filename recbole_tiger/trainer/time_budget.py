@@ -29,6 +29,7 @@ class TimeBudgetMixin:
         self.train_seconds = 0.0  # time spent in _train_epoch only
         self.fit_seconds = 0.0  # wall time of fit: training + validation
         self.valid_curve = []  # one row per validation, for plots and reports
+        self.last_train_loss = None
         self._fit_start = None
 
     def _elapsed(self):
@@ -56,6 +57,7 @@ class TimeBudgetMixin:
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.train_seconds += time() - start
         self.epochs_done += 1
+        self.last_train_loss = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
         if self.time_budget_s is not None and self._elapsed() >= self.time_budget_s:
             self.budget_exhausted = True
         # The last epoch (by budget or by `epochs`) is validated even if eval_step would skip
@@ -72,6 +74,7 @@ class TimeBudgetMixin:
                     "epoch": self.epochs_done,
                     "fit_seconds": round(self._elapsed(), 3),
                     "train_seconds": round(self.train_seconds, 3),
+                    "train_loss": self.last_train_loss,
                     "valid_score": float(valid_score),
                     **{k: float(v) for k, v in valid_result.items()},
                 }
