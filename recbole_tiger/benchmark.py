@@ -100,6 +100,9 @@ def run_one(model, dataset, seed, budget_min, config_files, preset=""):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_description(config["device"]),
         "config_files": " ".join(config_files or []),
+        "checkpoint": result["saved_model_file"],
+        "resume_file": result["resume_file"],
+        "resumed_from": config["resume_from"] or "",
     }
     return row, result["valid_curve"]
 

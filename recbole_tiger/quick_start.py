@@ -37,6 +37,18 @@ def build_model(config, train_data):
     return get_model(config["model"])(config, train_data._dataset).to(config["device"])
 
 
+def build_trainer(config, model):
+    """The model's trainer; with ``resume_from`` set, continued from that checkpoint."""
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    resume_from = config["resume_from"]
+    if resume_from:
+        if not os.path.isfile(resume_from):
+            raise FileNotFoundError(f"resume_from={resume_from}: no such checkpoint (a run writes "
+                                    "<checkpoint_dir>/<Model>-<time>.resume.pth after every epoch)")
+        trainer.resume_checkpoint(resume_from)
+    return trainer
+
+
 def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
     """Train, validate and test one model; RecBole's ``run_recbole`` with plugin models."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
@@ -57,7 +69,7 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
     except Exception as err:  # thop cannot trace every model; FLOPs are informative only
         logger.warning(f"FLOPs not counted: {err}")
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = build_trainer(config, model)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
@@ -85,6 +97,7 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "beam_check": beam_check,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "saved_model_file": trainer.saved_model_file if saved else None,
+        "resume_file": trainer.resume_file if saved else None,
         "config": config,
     }
 

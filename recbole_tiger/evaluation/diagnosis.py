@@ -44,8 +44,7 @@ def run_variant(dataset, budget_min, seed, files, overrides):
     from recbole.utils import init_logger, init_seed
 
     from recbole_tiger.config import Config
-    from recbole_tiger.quick_start import build_model, prepare_data
-    from recbole_tiger.utils import get_trainer
+    from recbole_tiger.quick_start import build_model, build_trainer, prepare_data
 
     overrides = dict(overrides)
     model_name = overrides.pop("model", "TIGER")
@@ -56,7 +55,7 @@ def run_variant(dataset, budget_min, seed, files, overrides):
     init_logger(config)
     _, train_data, valid_data, _ = prepare_data(config)
     model = build_model(config, train_data)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = build_trainer(config, model)
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     curve = trainer.valid_curve
     best = max(curve, key=lambda p: p["valid_score"]) if curve else {}
@@ -72,6 +71,7 @@ def run_variant(dataset, budget_min, seed, files, overrides):
         "final_train_loss": curve[-1].get("train_loss") if curve else None,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "checkpoint": trainer.saved_model_file,
+        "resume_file": trainer.resume_file,
         "machine": machine_description(config["device"]),
     }
     return row, curve

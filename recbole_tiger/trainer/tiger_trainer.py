@@ -38,13 +38,6 @@ class TIGERTrainer(Trainer):
             raise ValueError(f"TIGER: lr_scheduler={schedule!r}, expected 'rsqrt' or 'constant'.")
         return optimizer
 
-    def resume_checkpoint(self, resume_file):
-        super().resume_checkpoint(resume_file)
-        if self.lr_scheduler is not None:  # continue the schedule from the optimizer's step count
-            state = next(iter(self.optimizer.state.values()), {})
-            self.lr_scheduler.last_epoch = int(state.get("step", 0)) - 1
-            self.lr_scheduler.step()
-
     # ------------------------------------------------------------------ cold-start evaluation
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         self._cold_hits = [] if self.cold_start_eval else None

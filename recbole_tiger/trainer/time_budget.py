@@ -6,13 +6,35 @@ what a model needs to learn. The epoch whose end crosses the budget is still val
 (so its checkpoint can become the best one); training stops before the next epoch, and
 the best-validation checkpoint is evaluated as usual. With ``eval_step`` > 1 the last epoch
 of a run is validated too, whichever way the run ends.
+
+Resumable runs: after every epoch (and when ``fit`` ends) the trainer writes
+``<checkpoint>.resume.pth`` next to its best-validation checkpoint: weights, optimizer,
+learning-rate schedule, early-stopping state, the budget spent so far, the validation curve
+and the random-number generators. ``resume_checkpoint`` on that file (``resume_from`` in the
+config, e.g. ``run_recbole_tiger.py ... --resume_from=saved/TIGER-….resume.pth``) continues the
+run where it stopped: the budget counts the *total* training time of all invocations, the
+curve goes on from the last epoch, and the best checkpoint stays the one file of the run,
+so a run longer than one sitting is made in pieces. RecBole's own checkpoints (best
+validation only) can still be resumed as in RecBole, from their epoch.
 """
+import random
 from time import time
 
+import numpy as np
+import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_tiger.atomic_write import open_atomic
 from recbole_tiger.compat import load_checkpoint
+
+RESUME_FORMAT = "recbole_tiger.resume/1"
+
+
+def resume_file_for(saved_model_file):
+    """``saved/TIGER-<time>.pth`` -> ``saved/TIGER-<time>.resume.pth``"""
+    stem = saved_model_file[:-4] if saved_model_file.endswith(".pth") else saved_model_file
+    return stem + ".resume.pth"
 
 
 class _BudgetSpent(Exception):
@@ -31,12 +53,28 @@ class TimeBudgetMixin:
         self.valid_curve = []  # one row per validation, for plots and reports
         self.last_train_loss = None
         self._fit_start = None
+        self._seconds_before = 0.0  # training + validation time of earlier invocations (resume)
+        self._saving = False
+        self._epoch_done = None  # index of the last finished epoch, for the resume file
+        self._train_data = None
+        self._shuffle_state = None  # the training dataloader's generator, restored on the next fit
 
     def _elapsed(self):
-        return time() - self._fit_start
+        return self._seconds_before + time() - self._fit_start
+
+    @property
+    def resume_file(self):
+        return resume_file_for(self.saved_model_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._fit_start = time()
+        self._saving = saved
+        self._train_data = train_data
+        generator = getattr(train_data, "generator", None)
+        if self._shuffle_state is not None and generator is not None:
+            generator.set_state(self._shuffle_state)  # the next epoch's order, as if never stopped
+        if self.time_budget_s is not None and self._elapsed() >= self.time_budget_s:
+            self.budget_exhausted = True  # a resumed run whose budget was already spent
         try:
             result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         except _BudgetSpent:
@@ -48,11 +86,16 @@ class TimeBudgetMixin:
             self._add_hparam_to_tensorboard(self.best_valid_score)
             result = self.best_valid_score, self.best_valid_result
         self.fit_seconds = self._elapsed()
+        self._save_resume_state()
         return result
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        # RecBole's loop has no end-of-epoch hook: the previous epoch (with its validation and
+        # early-stopping bookkeeping) is complete when the next one starts.
+        self._save_resume_state()
         if self.budget_exhausted:
             raise _BudgetSpent()
+        self._epoch_done = None
         start = time()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.train_seconds += time() - start
@@ -64,6 +107,7 @@ class TimeBudgetMixin:
         # it: its checkpoint may be the best, and a run must never end without a checkpoint.
         if (self.budget_exhausted or epoch_idx + 1 >= self.epochs) and self.eval_step > 0:
             self.eval_step = 1
+        self._epoch_done = epoch_idx
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):
@@ -91,18 +135,70 @@ class TimeBudgetMixin:
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
+    # -- resumable runs --
+    def _save_resume_state(self):
+        """Everything needed to continue this run after the last finished epoch."""
+        if not self._saving or self._epoch_done is None:
+            return
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        scheduler = getattr(self, "lr_scheduler", None)
+        state = {
+            "format": RESUME_FORMAT,
+            "config": self.config,
+            "epoch": self._epoch_done,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result,
+            "best_model_file": self.saved_model_file,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "budget": {"elapsed_seconds": self._elapsed(), "train_seconds": self.train_seconds,
+                       "epochs_done": self.epochs_done, "valid_curve": self.valid_curve},
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "shuffle": getattr(self._train_data, "generator", torch.Generator()).get_state()},
+        }
+        with open_atomic(self.resume_file, "wb") as f:
+            torch.save(state, f, pickle_protocol=4)
+
     def resume_checkpoint(self, resume_file):
+        """Continue training from ``resume_file``: a ``.resume.pth`` file of this trainer (the
+        whole run's state, see the module docstring) or a RecBole checkpoint (its epoch)."""
         checkpoint = load_checkpoint(str(resume_file), self.device)
-        self.saved_model_file = str(resume_file)
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            raise ValueError(f"resume_from={resume_file}: written by model {checkpoint['config']['model']}, "
+                             f"this run trains {self.config['model']}.")
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-            self.logger.warning("Checkpoint was written by a different model; loading may fail.")
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        scheduler = getattr(self, "lr_scheduler", None)
+        if checkpoint.get("format") == RESUME_FORMAT:
+            self.saved_model_file = checkpoint["best_model_file"]
+            self.best_valid_result = checkpoint["best_valid_result"]
+            budget = checkpoint["budget"]
+            self._seconds_before = budget["elapsed_seconds"]
+            self.train_seconds = budget["train_seconds"]
+            self.epochs_done = budget["epochs_done"]
+            self.valid_curve = list(budget["valid_curve"])
+            if scheduler is not None and checkpoint["lr_scheduler"] is not None:
+                scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            rng = checkpoint["rng"]
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            self._shuffle_state = rng["shuffle"]
+        else:  # a RecBole checkpoint: best weights only
+            self.saved_model_file = str(resume_file)
+            if scheduler is not None:  # continue the schedule from the optimizer's step count
+                state = next(iter(self.optimizer.state.values()), {})
+                scheduler.last_epoch = int(state.get("step", 0))
+        self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch} "
+                         f"({self._seconds_before:.0f}s of the budget already spent)")
 
 
 _BUDGETED = {}
