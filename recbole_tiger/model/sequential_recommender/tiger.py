@@ -35,6 +35,9 @@ needs a decoder that shares one user's encoder memory across all its beams and a
 masks between steps; HF ``generate`` runs every (user x beam) row through the full decoder
 and constrains through a per-row Python callback.
 
+``backbone: t5`` swaps our encoder/decoder for ``transformers``' ``T5Stack`` at the same sizes
+and with the same inputs (see ``layers/t5_backbone.py``), to check that ours learns as well.
+
 Positions: learned embeddings for "which item of the history, counted from the most recent"
 and "which level of the ID" instead of T5's relative position bias over the flat token
 sequence. The input has exactly that 2-D structure, the embeddings state it directly, and
@@ -64,6 +67,7 @@ EVAL_MODES = ("beam", "exact")
 TIE_BREAKS = ("popularity", "cosine")
 ENCODER_TOKENS = ("code", "item")
 TRAIN_TARGETS = ("last", "all")
+BACKBONES = ("own", "t5")
 
 
 def hash_user(user_id: torch.Tensor, n_buckets: int) -> torch.Tensor:
@@ -97,6 +101,7 @@ class TIGER(SequentialRecommender):
         self.beam_exclude_history = config["beam_exclude_history"]
         self.encoder_tokens = config["encoder_tokens"] or "code"
         self.train_targets = config["train_targets"] or "last"
+        self.backbone = config["backbone"] or "own"
         # One pass per sequence needs item t's encoder state to depend on items <= t only.
         self.causal_encoder = self.train_targets == "all"
         stride = config["sequence_stride"]
@@ -152,14 +157,25 @@ class TIGER(SequentialRecommender):
         self.item_position_embedding = nn.Embedding(self.max_seq_length + 1, self.d_model)
         self.level_embedding = nn.Embedding(self.n_levels + 1, self.d_model)
         self.decoder_position_embedding = nn.Embedding(self.n_levels, self.d_model)
-        layer_args = (self.d_model, self.n_heads, self.d_head, self.d_ff, self.dropout_prob,
-                      self.attn_dropout_prob)
-        self.encoder = Encoder(config["n_encoder_layers"], *layer_args)
-        self.decoder = Decoder(config["n_decoder_layers"], *layer_args)
+        layer_args = (self.d_model, self.n_heads, self.d_head, self.d_ff, self.dropout_prob)
+        if self.backbone == "t5":
+            # T5 has one dropout rate, attention weights included: attn_dropout_prob is unused.
+            from recbole_tiger.model.layers.t5_backbone import T5Decoder, T5Encoder
+
+            self.encoder = T5Encoder(config["n_encoder_layers"], *layer_args)
+            self.decoder = T5Decoder(config["n_decoder_layers"], *layer_args)
+        else:
+            self.encoder = Encoder(config["n_encoder_layers"], *layer_args, self.attn_dropout_prob)
+            self.decoder = Decoder(config["n_decoder_layers"], *layer_args, self.attn_dropout_prob)
         self.code_head = nn.Linear(self.d_model, self.n_code_tokens, bias=False)
 
         # parameters initialization
-        self.apply(self._init_weights)
+        for name, module in self.named_children():
+            # The T5 backbone keeps T5's own initialisation (done when it was built): T5 does not
+            # scale attention logits by 1/sqrt(d_head) and relies on its d_model**-0.5-style
+            # init for sane logits; our uniform std would make a different, untuned model.
+            if not (self.backbone == "t5" and name in ("encoder", "decoder")):
+                module.apply(self._init_weights)
 
     # ------------------------------------------------------------------ construction checks
     def _check_eval_config(self, config):
@@ -180,6 +196,8 @@ class TIGER(SequentialRecommender):
             raise ValueError(f"TIGER: encoder_tokens={self.encoder_tokens!r}, expected one of {ENCODER_TOKENS}.")
         if self.train_targets not in TRAIN_TARGETS:
             raise ValueError(f"TIGER: train_targets={self.train_targets!r}, expected one of {TRAIN_TARGETS}.")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"TIGER: backbone={self.backbone!r}, expected one of {BACKBONES}.")
         if not 1 <= self.sequence_stride <= self.max_seq_length:
             raise ValueError(f"TIGER: sequence_stride={self.sequence_stride}, expected 1..MAX_ITEM_LIST_LENGTH "
                              f"({self.max_seq_length}).")
