@@ -29,7 +29,8 @@ TIGER_PRESETS = {"paper": None, "cpu": os.path.join("properties", "model", "TIGE
 KEY_HYPERPARAMETERS = [
     "learning_rate", "train_batch_size", "hidden_size", "d_model", "n_layers", "n_encoder_layers",
     "n_decoder_layers", "n_heads", "d_head", "d_ff", "hidden_dropout_prob", "dropout_prob", "mask_ratio",
-    "encoder_tokens", "train_targets", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
+    "encoder_tokens", "train_targets", "backbone", "n_user_tokens", "weight_decay", "lr_scheduler", "warmup_steps",
+    "sid_quantizer", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
 ]
 REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
     "TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},

@@ -17,6 +17,7 @@ curve goes on from the last epoch, and the best checkpoint stays the one file of
 so a run longer than one sitting is made in pieces. RecBole's own checkpoints (best
 validation only) can still be resumed as in RecBole, from their epoch.
 """
+import os
 import random
 from time import time
 
@@ -44,6 +45,9 @@ class _BudgetSpent(Exception):
 class TimeBudgetMixin:
     def __init__(self, config, model):
         super().__init__(config, model)
+        # RecBole names checkpoints <Model>-<local time, seconds>.pth: two runs started in the
+        # same second (a benchmark's or a sweep's side-by-side jobs) would write one file.
+        self.saved_model_file = f"{self.saved_model_file[:-4]}-{os.getpid()}.pth"
         budget = config["train_time_budget"]
         self.time_budget_s = None if budget is None else float(budget) * 60.0
         self.budget_exhausted = False
