@@ -22,7 +22,7 @@ from recbole_tiger.atomic_write import open_atomic
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
-KEY = ("model", "preset", "seed", "budget_min")
+KEY = ("model", "preset", "variant", "seed", "budget_min")
 # TIGER's property file per preset; "auto" = cpu preset unless CUDA is available.
 TIGER_PRESETS = {"paper": None, "cpu": os.path.join("properties", "model", "TIGER-cpu.yaml")}
 # Hyper-parameters worth showing next to a model's numbers, when the config has them.
@@ -76,7 +76,7 @@ def resolve_preset(model, preset):
     return preset, [os.path.join(REPO_ROOT, path)] if path else []
 
 
-def run_one(model, dataset, seed, budget_min, config_files, preset=""):
+def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides=""):
     """Train/evaluate one model in this process and return its result row (a flat dict)."""
     from recbole_tiger.quick_start import run_recbole_tiger
 
@@ -85,7 +85,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset=""):
                                config_dict=config_dict)
     config = result["config"]
     row = {
-        "model": model, "preset": preset, "seed": seed, "budget_min": budget_min, "dataset": dataset,
+        "model": model, "preset": preset, "variant": variant, "seed": seed, "budget_min": budget_min, "dataset": dataset,
         **{f"test_{m}": result["test_result"].get(m) for m in METRICS},
         **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
         "epochs": result["epochs"],
@@ -101,6 +101,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset=""):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_description(config["device"]),
         "config_files": " ".join(config_files or []),
+        "overrides": overrides,
         "checkpoint": result["saved_model_file"],
         "resume_file": result["resume_file"],
         "resumed_from": config["resume_from"] or "",
@@ -108,13 +109,13 @@ def run_one(model, dataset, seed, budget_min, config_files, preset=""):
     return row, result["valid_curve"]
 
 
-def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset=""):
+def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset="", variant=""):
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
         cmd = [sys.executable, "-m", "recbole_tiger.benchmark", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
-               f"--tiger_preset={preset or 'paper'}"]
+               f"--tiger_preset={preset or 'paper'}", f"--variant={variant}"]
         if config_files:
             cmd.append("--config_files=" + " ".join(config_files))
         subprocess.run(cmd + extra_args, check=True)
@@ -136,7 +137,7 @@ def read_rows(csv_path):
 
 
 def merge_rows(old_rows, new_rows, key_columns=KEY):
-    """New rows replace old rows with the same key (model, preset, seed, budget); the rest are kept."""
+    """New rows replace old rows with the same key (model, preset, variant, seed, budget); the rest are kept."""
     def key(row):
         return tuple(str(row.get(k) or "") for k in key_columns)
 
@@ -166,7 +167,8 @@ def markdown_table(rows, dataset):
     """Measured rows (mean ± std over seeds per model and budget), then the reference block."""
     groups = {}
     for r in rows:
-        label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "")
+        label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "") + (
+            f" [{r['variant']}]" if r.get("variant") else "")
         groups.setdefault((label, str(r["budget_min"])), []).append(r)
     head = ["model", "budget (min)", "seeds"] + [f"test {m}" for m in METRICS] + [
         "valid ndcg@10", "beam ≠ exact top-10 (users)", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
@@ -245,6 +247,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c")
     parser.add_argument("--config_files", default=None, help="space-separated config files for every model")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--variant", default="",
+                        help="a label for runs that differ by --key=value overrides (part of the row key and name)")
     parser.add_argument("--tiger_preset", default="auto",
                         help="TIGER settings: cpu (properties/model/TIGER-cpu.yaml), paper (TIGER.yaml only), "
                              "auto = cpu unless CUDA is available")
@@ -259,7 +263,7 @@ def main(argv=None):
     if args.child:  # one model, one seed, in this process
         preset, preset_files = resolve_preset(args.models, args.tiger_preset)
         row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
-                             preset)
+                             preset, args.variant, " ".join(extra))
         _atomic_write(args.child_out, json.dumps({"row": row, "curve": curve}))
         return
 
@@ -278,9 +282,9 @@ def main(argv=None):
     for model in args.models.split(","):
         preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
-            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset)
+            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset, args.variant)
             # Written after every run, so an interrupted benchmark keeps what it finished.
-            name = model + (f" ({preset})" if preset else "")
+            name = model + (f" ({preset})" if preset else "") + (f" [{args.variant}]" if args.variant else "")
             write_results(args.results_dir, args.dataset, [out["row"]],
                           {f"{name} seed={seed} budget={args.budget:g}": out["curve"]})
             print(f"{model} seed={seed}: " + ", ".join(f"{m}={out['row'][f'test_{m}']}" for m in METRICS))
