@@ -76,7 +76,7 @@ def test_shipped_tiger_defaults_are_paper_size():
     assert config["train_batch_size"] == 256 and config["MAX_ITEM_LIST_LENGTH"] == 20
     assert (config["d_model"], config["n_encoder_layers"], config["n_decoder_layers"]) == (128, 4, 4)
     assert (config["n_heads"], config["d_head"], config["d_ff"]) == (6, 64, 1024)
-    assert config["n_user_tokens"] == 2000 and config["dropout_prob"] == 0.1
+    assert config["n_user_tokens"] == 0 and config["dropout_prob"] == 0.1
 
 
 def test_sasrec_one_epoch_through_runner(tiny_config):

@@ -412,10 +412,13 @@ def test_cpu_preset_runs_end_to_end(tiny_config):
 
     config_dict = {
         **tiny_config, **{k: v for k, v in TINY_MODEL.items() if k not in ("state",)},
-        "epochs": 2, "warmup_steps": 2, "sid_quantizer": "rqkmeans", "sid_n_levels": 2, "sid_codebook_size": 4,
+        "epochs": 3, "warmup_steps": 2, "sid_quantizer": "rqkmeans", "sid_n_levels": 2, "sid_codebook_size": 4,
     }
+    config_dict.pop("n_user_tokens"), config_dict.pop("dropout_prob")  # the preset's own values
     preset = os.path.join(PROPERTIES_DIR, "model", "TIGER-cpu.yaml")
     result = run_recbole_tiger(model="TIGER", dataset="tiny", config_file_list=[preset], config_dict=config_dict)
-    assert result["config"]["train_targets"] == "all" and result["config"]["encoder_tokens"] == "item"
-    assert [row["epoch"] for row in result["valid_curve"]] == [2]     # eval_step 3: last epoch still validated
+    config = result["config"]
+    assert (config["train_targets"], config["encoder_tokens"], config["n_user_tokens"], config["dropout_prob"]) == (
+        "last", "item", 0, 0.0)
+    assert [row["epoch"] for row in result["valid_curve"]] == [2, 3]  # eval_step 2: last epoch still validated
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
