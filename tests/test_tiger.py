@@ -160,6 +160,30 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     assert bool(torch.isfinite(unmasked[history[:, : unmasked.shape[1]]]).any())
 
 
+def test_beam_exact_agreement_compares_the_rankings_the_evaluator_uses(tiny):
+    """RecBole does not mask history for sequential models: without beam_exclude_history the
+    check must compare unmasked rankings (it used to mask history in both)."""
+    _, _, users = tiny
+    model = make_model(tiny, sizes=(3, 4, 6))
+    model.beam_size = 10
+    beam = model.full_sort_predict(users)
+    model.eval_mode = "exact"
+    exact = model.full_sort_predict(users)
+    model.eval_mode = "beam"
+
+    def overlap10(b, e):
+        b_score, b_top = b.topk(10, dim=1)
+        e_top = e.topk(10, dim=1).indices
+        shared = ((b_top[:, :, None] == e_top[:, None, :]).any(-1) & torch.isfinite(b_score)).sum(1)
+        return (shared.float() / 10).mean().item()
+
+    history = torch.zeros_like(beam, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
+    masked = overlap10(beam.masked_fill(history, float("-inf")), exact.masked_fill(history, float("-inf")))
+    unmasked = overlap10(beam, exact)
+    assert masked != unmasked  # the setting distinguishes the two (history items reach the top-10)
+    assert beam_exact_agreement(model, users, topk=(10,))["overlap@10"] == pytest.approx(unmasked)
+
+
 def test_predict_is_exact_log_likelihood(tiny):
     _, dataset, users = tiny
     exact_model = make_model(tiny, config_overrides={"eval_mode": "exact"})

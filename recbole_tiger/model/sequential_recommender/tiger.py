@@ -527,10 +527,11 @@ class TIGER(SequentialRecommender):
         return _IncrementalDecoding(self, memory, mask)
 
     def _history_leaves(self, item_seq):
-        """[B, N_leaves] bool: IDs all of whose items are in the history. RecBole's full-sort
-        evaluation masks history items to -inf after ``full_sort_predict``; a beam spent on
-        them would leave fewer than K ranked items (and torch.topk fills the gap with the
-        lowest item ids, which can fake hits)."""
+        """[B, N_leaves] bool: IDs all of whose items are in the history. With
+        ``beam_exclude_history`` history items are not to be recommended; a beam spent on them
+        and masked afterwards would leave fewer than K ranked items (and torch.topk fills the
+        gap with the lowest item ids, which can fake hits), so they are excluded inside the beam.
+        (RecBole 1.2.1 itself does not mask history for sequential models.)"""
         in_history = torch.zeros(len(item_seq), self.n_items, dtype=torch.bool, device=item_seq.device)
         in_history.scatter_(1, item_seq, True)
         in_history[:, 0] = True                                             # leaf_items padding
@@ -603,10 +604,12 @@ class _IncrementalDecoding:
 def beam_exact_agreement(model: TIGER, interaction, topk=(5, 10)) -> dict:
     """How far constrained beam search is from the exact ranking, on one batch of users.
 
-    Both rankings are taken after masking the input history (as RecBole's full-sort evaluation
-    does) and compared as top-K *sets*: ``differ@K`` = fraction of users whose beam top-K is
-    not the exact top-K, ``overlap@K`` = mean |beam top-K ∩ exact top-K| / K. Exact scoring
-    costs ~(number of valid ID prefixes) decoder tokens per user: keep batches small.
+    Both rankings are the ones RecBole's evaluator ranks: RecBole 1.2.1 does not mask history
+    items for sequential models, so history is masked in both only when the model excludes it
+    from its beams (``beam_exclude_history``). They are compared as top-K *sets*: ``differ@K`` =
+    fraction of users whose beam top-K is not the exact top-K, ``overlap@K`` = mean |beam top-K ∩
+    exact top-K| / K. Exact scoring costs ~(number of valid ID prefixes) decoder tokens per user:
+    keep batches small.
     """
     item_seq = interaction[model.ITEM_SEQ]
     mode = model.eval_mode
@@ -617,9 +620,11 @@ def beam_exact_agreement(model: TIGER, interaction, topk=(5, 10)) -> dict:
         exact = model.full_sort_predict(interaction)
     finally:
         model.eval_mode = mode
-    history = torch.zeros(beam.shape, dtype=torch.bool, device=beam.device).scatter_(1, item_seq, True)
-    history[:, 0] = True
-    beam, exact = beam.masked_fill(history, float("-inf")), exact.masked_fill(history, float("-inf"))
+    excluded = torch.zeros(beam.shape, dtype=torch.bool, device=beam.device)
+    if model.beam_exclude_history:
+        excluded.scatter_(1, item_seq, True)
+    excluded[:, 0] = True                                                    # padding item
+    beam, exact = beam.masked_fill(excluded, float("-inf")), exact.masked_fill(excluded, float("-inf"))
     result = {"n_users": len(beam)}
     for k in topk:
         b_score, b_top = beam.topk(k, dim=1)
