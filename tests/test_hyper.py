@@ -18,4 +18,7 @@ def test_two_trial_exhaustive_search_writes_results_and_best_config(tiny_config,
     assert "learning_rate:0.01" in text and "learning_rate:0.001" in text and "ndcg@10" in text
     best = yaml.safe_load(open(out + ".best.yaml"))
     assert best["learning_rate"] in (0.01, 0.001)
-    assert not os.path.exists(out + ".best.yaml.tmp")
+    # nothing half-written is left beside the results (open_atomic's temporary files are
+    # named .<name>.<random>.tmp in the same directory)
+    leftovers = [f for f in os.listdir(os.path.dirname(out)) if f.endswith(".tmp")]
+    assert leftovers == [], leftovers
