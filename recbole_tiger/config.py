@@ -29,6 +29,11 @@ def property_files(model, dataset):
     ]
 
 
+# RecBole's own default (recbole/properties/overall.yaml): one uniform negative per positive.
+RECBOLE_TRAIN_NEG_SAMPLE_ARGS = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False,
+                                 "candidate_num": 0}
+
+
 class Config(RecBoleConfig):
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
@@ -53,3 +58,20 @@ class Config(RecBoleConfig):
                     self.parameters["Dataset"] += [
                         k for k in loaded if k not in self.parameters["Dataset"]
                     ]
+
+    def _set_train_neg_sample_args(self):
+        """Our model files switch negative sampling off for cross-entropy (RecBole requires that:
+        e.g. properties/model/SASRec.yaml). A user who switches such a model to a pairwise loss
+        (``loss_type: BPR``) gets RecBole's default sampling back instead of a KeyError on
+        ``neg_item_id`` at the first batch; one who also turned sampling off explicitly gets an
+        error that names the key."""
+        loss = self.final_config_dict.get("loss_type")
+        sampling = self.final_config_dict.get("train_neg_sample_args")
+        if loss is not None and str(loss).upper() != "CE" and sampling in (None, "None"):
+            if self.external_config_dict.get("train_neg_sample_args", "unset") in (None, "None"):
+                raise ValueError(
+                    f"loss_type: {loss} trains on negative samples, but train_neg_sample_args is ~ (off); "
+                    "set e.g. train_neg_sample_args: {distribution: uniform, sample_num: 1}, or loss_type: CE."
+                )
+            self.final_config_dict["train_neg_sample_args"] = dict(RECBOLE_TRAIN_NEG_SAMPLE_ARGS)
+        super()._set_train_neg_sample_args()

@@ -111,3 +111,16 @@ def test_command_line_entry_point(tiny_atomic, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert "test result" in log and "recall@10" in log
+
+
+def test_sasrec_with_a_pairwise_loss_gets_negative_samples(tiny_config):
+    """properties/model/SASRec.yaml turns sampling off for CE; switching to BPR used to fail
+    with KeyError: 'neg_item_id' at the first batch."""
+    result = run_recbole_tiger("SASRec", config_dict={**tiny_config, "loss_type": "BPR"})
+    assert result["config"]["train_neg_sample_args"]["distribution"] == "uniform"
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+
+
+def test_pairwise_loss_with_sampling_explicitly_off_names_the_key(tiny_config):
+    with pytest.raises(ValueError, match="train_neg_sample_args"):
+        Config(model="SASRec", config_dict={**tiny_config, "loss_type": "BPR", "train_neg_sample_args": None})
