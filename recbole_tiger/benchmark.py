@@ -32,6 +32,7 @@ KEY_HYPERPARAMETERS = [
     "encoder_tokens", "train_targets", "backbone", "n_user_tokens", "weight_decay", "lr_scheduler", "warmup_steps",
     "sid_quantizer", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
 ]
+REFERENCE_DATASET = "amazon-beauty"  # the published numbers below are for this dataset only
 REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
     "TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
     "SASRec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
@@ -76,11 +77,28 @@ def resolve_preset(model, preset):
     return preset, [os.path.join(REPO_ROOT, path)] if path else []
 
 
-def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides=""):
+def default_history_length(dataset):
+    """One history length for every model of a benchmark: the dataset's property file's, else
+    TIGER's (RecBole's own default, 50, would otherwise give the baselines longer histories)."""
+    import yaml
+
+    for path in (os.path.join(REPO_ROOT, "properties", "dataset", f"{dataset}.yaml"),
+                 os.path.join(REPO_ROOT, "properties", "model", "TIGER.yaml")):
+        if os.path.isfile(path):
+            with open(path) as f:
+                value = (yaml.safe_load(f) or {}).get("MAX_ITEM_LIST_LENGTH")
+            if value is not None:
+                return int(value)
+    return 20
+
+
+def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides="",
+            history_length=None):
     """Train/evaluate one model in this process and return its result row (a flat dict)."""
     from recbole_tiger.quick_start import run_recbole_tiger
 
-    config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False}
+    config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False,
+                   "MAX_ITEM_LIST_LENGTH": history_length or default_history_length(dataset)}
     result = run_recbole_tiger(model=model, dataset=dataset, config_file_list=config_files or None,
                                config_dict=config_dict)
     config = result["config"]
@@ -95,7 +113,8 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "n_params": result["n_params"],
         **{f"beam_{k}": v for k, v in (result.get("beam_check") or {}).items()},
-        "loss_type": config["loss_type"] or "CE over semantic-ID tokens",
+        "loss_type": config["loss_type"] or ("CE over semantic-ID tokens" if model == "TIGER" else "none"),
+        "history_length": config["MAX_ITEM_LIST_LENGTH"],
         "hyperparameters": "; ".join(f"{k}={config[k]}" for k in KEY_HYPERPARAMETERS if config[k] is not None),
         "commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -109,13 +128,16 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
     return row, result["valid_curve"]
 
 
-def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset="", variant=""):
+def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset="", variant="",
+                 history_length=None):
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
         cmd = [sys.executable, "-m", "recbole_tiger.benchmark", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
                f"--tiger_preset={preset or 'paper'}", f"--variant={variant}"]
+        if history_length:
+            cmd.append(f"--history_length={history_length}")
         if config_files:
             cmd.append("--config_files=" + " ".join(config_files))
         subprocess.run(cmd + extra_args, check=True)
@@ -189,6 +211,10 @@ def markdown_table(rows, dataset):
             ", ".join(sorted({r["commit"] for r in group})), ", ".join(sorted({r["date"][:10] for r in group})),
             last["machine"]]
         lines.append("| " + " | ".join(cells) + " |")
+    lengths = sorted({str(r.get("history_length") or "?") for r in rows})
+    lines[1:1] = ["", f"History length (MAX_ITEM_LIST_LENGTH) of the measured rows: {', '.join(lengths)}."]
+    if dataset != REFERENCE_DATASET:
+        return "\n".join(lines) + "\n"
     lines += ["", "## Reference only: published numbers, not measured here", "",
               "From the TIGER paper (Rajput et al., NeurIPS 2023), Amazon Beauty, test split. Its SASRec and "
               "BERT4Rec numbers come from a different training setup (not RecBole, not this budget), so they "
@@ -247,6 +273,9 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c")
     parser.add_argument("--config_files", default=None, help="space-separated config files for every model")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--history_length", type=int, default=None,
+                        help="MAX_ITEM_LIST_LENGTH for every model (default: the dataset's property file, else "
+                             "TIGER's 20); --MAX_ITEM_LIST_LENGTH=N on the command line overrides it for all")
     parser.add_argument("--variant", default="",
                         help="a label for runs that differ by --key=value overrides (part of the row key and name)")
     parser.add_argument("--tiger_preset", default="auto",
@@ -263,7 +292,7 @@ def main(argv=None):
     if args.child:  # one model, one seed, in this process
         preset, preset_files = resolve_preset(args.models, args.tiger_preset)
         row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
-                             preset, args.variant, " ".join(extra))
+                             preset, args.variant, " ".join(extra), args.history_length)
         _atomic_write(args.child_out, json.dumps({"row": row, "curve": curve}))
         return
 
@@ -282,7 +311,8 @@ def main(argv=None):
     for model in args.models.split(","):
         preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
-            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset, args.variant)
+            out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset, args.variant,
+                               args.history_length)
             # Written after every run, so an interrupted benchmark keeps what it finished.
             name = model + (f" ({preset})" if preset else "") + (f" [{args.variant}]" if args.variant else "")
             write_results(args.results_dir, args.dataset, [out["row"]],

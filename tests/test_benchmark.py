@@ -25,11 +25,33 @@ def test_rows_merge_by_model_seed_and_budget():
 
 
 def test_markdown_keeps_reference_numbers_out_of_measured_rows():
-    text = markdown_table([_row("SASRec", 2020, 0.03), _row("SASRec", 2021, 0.05)], "d")
+    text = markdown_table([_row("SASRec", 2020, 0.03), _row("SASRec", 2021, 0.05)], "amazon-beauty")
     measured, reference = text.split("Reference only")
     assert "0.0400 ± 0.0141" in measured  # mean ± std over two seeds
     assert str(REFERENCE["TIGER"]["ndcg@10"]) not in measured
     assert "0.0384" in reference and "different training setup" in reference
+
+
+def test_reference_numbers_only_under_their_own_dataset():
+    text = markdown_table([_row("SASRec", 2020, 0.03)], "ml-100k")
+    assert "Reference only" not in text and "0.0384" not in text
+
+
+def test_one_history_length_for_every_model_and_honest_loss_column(tiny_config, tmp_path):
+    """A dataset without properties/dataset/<name>.yaml: RecBole's default (50) used to reach the
+    baselines while TIGER used 20; and Pop's loss column said 'CE over semantic-ID tokens'."""
+    from recbole_tiger.benchmark import default_history_length
+
+    assert default_history_length("tiny") == 20  # no dataset file: TIGER's
+    results = tmp_path / "results"
+    common = [f"--dataset={tiny_config['dataset']}", "--budget=0.5", f"--results_dir={results}",
+              f"--data_path={tiny_config['data_path']}", f"--checkpoint_dir={tiny_config['checkpoint_dir']}",
+              "--epochs=1", "--state=WARNING", "--user_inter_num_interval=[0,inf)", "--item_inter_num_interval=[0,inf)"]
+    main(common + ["--models=Pop,SASRec"])
+    rows = {r["model"]: r for r in csv.DictReader(open(results / "tiny.csv"))}
+    assert rows["SASRec"]["history_length"] == rows["Pop"]["history_length"] == "20"
+    assert rows["Pop"]["loss_type"] == "none" and rows["SASRec"]["loss_type"] == "CE"
+    assert "History length (MAX_ITEM_LIST_LENGTH) of the measured rows: 20." in open(results / "tiny.md").read()
 
 
 def test_results_accumulate_across_invocations(tmp_path):
