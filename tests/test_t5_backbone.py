@@ -6,7 +6,7 @@ import torch
 
 from recbole_tiger.model.layers.t5_backbone import T5Decoder, T5Encoder
 
-from test_tiger import SEQUENCE_MODE, make_model, tiny, training_rows  # noqa: F401  (tiny: fixture)
+from test_tiger import SEQUENCE_MODE, make_model, tiny, train_steps, training_rows  # noqa: F401  (tiny: fixture)
 
 T5 = {"backbone": "t5"}
 
@@ -33,14 +33,7 @@ def test_t5_training_lowers_loss(tiny, overrides):
     model = make_model(tiny, config_overrides={**T5, **overrides}).train()
     assert model.causal_encoder == (overrides.get("train_targets") == "all")
     batch = training_rows(tiny[1])[torch.arange(64)] if not overrides else training_rows(tiny[1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):
-        loss = model.calculate_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_steps(model, batch, 20)
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0] - 0.2, losses
     assert model.encoder.stack.block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0

@@ -77,18 +77,23 @@ def with_items(users, items):
     return rows
 
 
-def test_training_step_lowers_loss(tiny):
-    _, dataset, _ = tiny
-    model = make_model(tiny).train()
-    batch = dataset[torch.arange(64)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+def train_steps(model, batch, steps, lr=1e-2):
+    """Adam steps on one batch; returns the loss of each step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in range(30):
+    for _ in range(steps):
         loss = model.calculate_loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    return losses
+
+
+def test_training_step_lowers_loss(tiny):
+    _, dataset, _ = tiny
+    model = make_model(tiny).train()
+    losses = train_steps(model, dataset[torch.arange(64)], 30)
     assert np.isfinite(losses).all()
     assert losses[1] < losses[0] and losses[-1] < losses[0] - 0.2, losses
 
