@@ -62,6 +62,28 @@ def machine_description(device):
     return f"{os.cpu_count()} cores ({cpu}), {device}"
 
 
+def utc_date():
+    """The date stamp of every results row."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def markdown_grid(columns, rows):
+    """A markdown table of ``rows`` (dicts) under ``columns``, as lines; missing cells empty."""
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows])
+
+
+def merge_curves(curves_path, new_curves):
+    """Add ``new_curves`` (name -> list of points) to the json file at ``curves_path``; returns all."""
+    curves = {}
+    if os.path.isfile(curves_path):
+        with open(curves_path) as f:
+            curves = json.load(f)
+    curves.update(new_curves)
+    _atomic_write(curves_path, json.dumps(curves, indent=1))
+    return curves
+
+
 # ----------------------------------------------------------------------------- one run
 def resolve_preset(model, preset):
     """(preset name, property files) for one model: only TIGER has presets."""
@@ -117,7 +139,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         "history_length": config["MAX_ITEM_LIST_LENGTH"],
         "hyperparameters": "; ".join(f"{k}={config[k]}" for k in KEY_HYPERPARAMETERS if config[k] is not None),
         "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_date(),
         "machine": machine_description(config["device"]),
         "config_files": " ".join(config_files or []),
         "overrides": overrides,
@@ -255,10 +277,7 @@ def write_results(results_dir, dataset, new_rows, new_curves):
     base = os.path.join(results_dir, dataset)
     rows = merge_rows(read_rows(base + ".csv"), new_rows)
     write_csv(base + ".csv", rows)
-    curves_path = base + ".curves.json"
-    curves = json.load(open(curves_path)) if os.path.isfile(curves_path) else {}
-    curves.update(new_curves)
-    _atomic_write(curves_path, json.dumps(curves, indent=1))
+    curves = merge_curves(base + ".curves.json", new_curves)
     _atomic_write(base + ".md", markdown_table(rows, dataset))
     plot_curves(curves, base + ".png", dataset)
     return rows

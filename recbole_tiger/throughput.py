@@ -13,7 +13,6 @@ Epoch time = training targets of the dataset / targets per second. Rows merge in
 ``results/<dataset>-throughput.csv`` (keyed by variant) and ``.md``, stamped like the benchmark.
 """
 import argparse
-import datetime
 import os
 import sys
 from time import perf_counter
@@ -21,7 +20,8 @@ from time import perf_counter
 import torch
 import yaml
 
-from recbole_tiger.benchmark import _atomic_write, git_commit, machine_description, merge_rows, read_rows, write_csv
+from recbole_tiger.benchmark import (_atomic_write, git_commit, machine_description, markdown_grid, merge_rows,
+                                     read_rows, utc_date, write_csv)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = ["variant", "overrides", "targets_per_s", "s_per_step", "targets_per_step", "epoch_min", "n_params",
@@ -115,7 +115,7 @@ def main(argv=None):
             "threads": torch.get_num_threads(),
             "steps": args.steps,
             "commit": git_commit(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": utc_date(),
             "machine": machine_description(config["device"]),
         }
         print(" | ".join(f"{k}={row[k]}" for k in COLUMNS[:7]), flush=True)
@@ -125,9 +125,8 @@ def main(argv=None):
     base = os.path.join(args.results_dir, f"{args.dataset}-throughput")
     all_rows = merge_rows(read_rows(base + ".csv"), rows, key_columns=("variant",))
     write_csv(base + ".csv", all_rows)
-    lines = [f"## Training throughput on {args.dataset} ({n_targets} training targets per epoch)", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |" for r in all_rows]
+    lines = [f"## Training throughput on {args.dataset} ({n_targets} training targets per epoch)", ""]
+    lines += markdown_grid(COLUMNS, all_rows)
     _atomic_write(base + ".md", "\n".join(lines) + "\n")
     print(f"results in {base}.{{md,csv}}")
 

@@ -18,7 +18,6 @@ table; every row carries its commit, date and machine.
 """
 import argparse
 import contextlib
-import datetime
 import fcntl
 import json
 import os
@@ -28,7 +27,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from recbole_tiger.atomic_write import open_atomic
-from recbole_tiger.benchmark import git_commit, machine_description, merge_rows, read_rows, write_csv
+from recbole_tiger.benchmark import (git_commit, machine_description, markdown_grid, merge_curves, merge_rows,
+                                     read_rows, utc_date, write_csv)
 from recbole_tiger.throughput import parse_variant
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,11 +91,8 @@ def _locked(path):
 
 
 def markdown(rows, dataset):
-    lines = [f"## Diagnosis on {dataset}: valid split only, fixed training budget per variant", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    lines = [f"## Diagnosis on {dataset}: valid split only, fixed training budget per variant", ""]
+    return "\n".join(lines + markdown_grid(COLUMNS, rows)) + "\n"
 
 
 def plot(curves, png_path, dataset):
@@ -129,13 +126,7 @@ def write_results(results_dir, dataset, new_rows, new_curves):
     with _locked(base):
         rows = merge_rows(read_rows(base + ".csv"), new_rows, key_columns=KEY)
         write_csv(base + ".csv", rows)
-        curves = {}
-        if os.path.isfile(base + ".curves.json"):
-            with open(base + ".curves.json") as f:
-                curves = json.load(f)
-        curves.update(new_curves)
-        with open_atomic(base + ".curves.json") as f:
-            f.write(json.dumps(curves, indent=1))
+        curves = merge_curves(base + ".curves.json", new_curves)
         with open_atomic(base + ".md") as f:
             f.write(markdown(rows, dataset))
         plot(curves, base + ".png", dataset)
@@ -177,7 +168,7 @@ def main(argv=None):
         row, curve = run_variant(args.dataset, args.budget, args.seed, files, overrides)
         row.update({"variant": name, "overrides": " ".join(files + [f"{k}={v}" for k, v in overrides.items()]),
                     "budget_min": args.budget, "seed": args.seed, "commit": git_commit(),
-                    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
+                    "date": utc_date()})
         with open_atomic(args.child_out) as f:
             f.write(json.dumps({"row": row, "curve": curve}))
         return

@@ -12,12 +12,11 @@ commit, date and machine). ``tests/test_quality_guard.py`` runs the ``preset`` r
 settings as a regression guard.
 """
 import argparse
-import datetime
 import os
 import tempfile
 
 from recbole_tiger.atomic_write import open_atomic
-from recbole_tiger.benchmark import git_commit, machine_description, merge_rows, read_rows, write_csv
+from recbole_tiger.benchmark import git_commit, machine_description, markdown_grid, merge_rows, read_rows, utc_date, write_csv
 from recbole_tiger.config import PROPERTIES_DIR
 from recbole_tiger.data.synthetic import oracle_ndcg, write_taxonomy_dataset
 from recbole_tiger.throughput import parse_variant
@@ -81,7 +80,7 @@ def main(argv=None):
                 "test_ndcg@10": ndcg, "valid_ndcg@10": (result["best_valid_result"] or {}).get("ndcg@10"),
                 "taxonomy_ranker_ndcg@10": round(oracle, 4), "n_users": args.n_users,
                 "epochs": result["epochs"], "seconds": round(time() - start, 1), "commit": git_commit(),
-                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "date": utc_date(),
                 "machine": machine_description(result["config"]["device"]),
             })
             print(f"{model} {variant}: test NDCG@10 {ndcg:.4f} ({rows[-1]['seconds']} s)", flush=True)
@@ -91,9 +90,8 @@ def main(argv=None):
     base = os.path.join(args.results_dir, "taxonomy-check")
     all_rows = merge_rows(read_rows(base + ".csv"), rows, key_columns=("model", "variant", "n_users", "epochs"))
     write_csv(base + ".csv", all_rows)
-    lines = ["## TIGER on the synthetic taxonomy catalogue (test split; item text spells out the structure)", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |" for r in all_rows]
+    lines = ["## TIGER on the synthetic taxonomy catalogue (test split; item text spells out the structure)", ""]
+    lines += markdown_grid(COLUMNS, all_rows)
     with open_atomic(base + ".md") as f:
         f.write("\n".join(lines) + "\n")
     print(f"taxonomy ranker {oracle:.4f}; results in {base}.{{md,csv}}")
