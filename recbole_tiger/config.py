@@ -17,7 +17,9 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_tiger.utils import get_model
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "properties")
+# Shipped inside the package (the repository's top-level properties/ links here), so a
+# non-editable `pip install .` finds them too.
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
 
 
 def property_files(model, dataset):
@@ -48,8 +50,8 @@ class Config(RecBoleConfig):
         overall, model_file, dataset_file = property_files(model, dataset)
         if not os.path.isfile(overall):
             raise FileNotFoundError(
-                f"recbole_tiger property files not found at {PROPERTIES_DIR}: "
-                "install the plugin from its source tree with `pip install -e .`"
+                f"recbole_tiger property files not found at {PROPERTIES_DIR}: the installation is "
+                "incomplete; reinstall the plugin (`pip install .` or `pip install -e .` in its source tree)"
             )
         for file in (overall, model_file, dataset_file):
             if os.path.isfile(file):

@@ -4,7 +4,7 @@ import os
 import yaml
 from recbole.trainer import HyperTuning
 
-from recbole_tiger.atomic_write import open_atomic
+from recbole_tiger.atomic_io import open_atomic
 from recbole_tiger.quick_start import objective_function
 
 

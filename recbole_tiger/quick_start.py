@@ -11,15 +11,15 @@ import sys
 from logging import getLogger
 from time import time
 
-import torch
-from recbole.data import create_dataset, data_preparation
+from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_tiger.compat import load_checkpoint
 from recbole_tiger.config import Config
+from recbole_tiger.evaluation.beam_check import beam_vs_exact
 from recbole_tiger.data import ensure_dataset, dataset_not_found_message
-from recbole_tiger.utils import get_model, get_trainer
+from recbole_tiger.utils import create_dataset, get_model, get_trainer
 
 
 def prepare_data(config):
@@ -100,25 +100,6 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "resume_file": trainer.resume_file if saved else None,
         "config": config,
     }
-
-
-def beam_vs_exact(model, eval_data, n_users):
-    """For generative models with an exact scoring mode (TIGER): how often beam search's top-K
-    differs from the exact top-K on the first ``n_users`` users of ``eval_data`` (None if not
-    applicable). Exact scoring decodes every valid ID prefix, hence a sample of users."""
-    from recbole_tiger.model.sequential_recommender.tiger import TIGER, beam_exact_agreement
-
-    if not isinstance(model, TIGER) or n_users <= 0 or model.eval_mode != "beam":
-        return None
-    interaction = next(iter(eval_data))[0]
-    interaction = interaction[torch.arange(min(n_users, len(interaction)))].to(model.item_codes.device)
-    start = time()
-    model.eval()
-    result = beam_exact_agreement(model, interaction, topk=model.config_topk)
-    result["seconds"] = round(time() - start, 1)
-    getLogger().info(set_color("beam vs exact", "blue") + f" (beam_size {model.beam_size}, "
-                     f"{result['n_users']} test users): " + ", ".join(f"{k}: {v}" for k, v in result.items()))
-    return result
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

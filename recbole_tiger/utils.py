@@ -1,9 +1,10 @@
-"""Model and trainer resolution: this plugin first, then RecBole (as RecBole-GNN does)."""
+"""Model, dataset and trainer resolution: this plugin first, then RecBole (as RecBole-GNN does)."""
 import importlib
 import os
 import pkgutil
 
 import recbole.model
+from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_trainer as recbole_get_trainer
 
 import recbole_tiger.model
@@ -72,6 +73,19 @@ def get_model(model_name):
     raise UnknownModelError(
         f"Unknown model '{model_name}'. Available models: {', '.join(available_models())}"
     )
+
+
+def create_dataset(config):
+    """The dataset for ``config['model']``: ``recbole_tiger.data.dataset.<Model>Dataset`` if we
+    define one (TIGER's owns the semantic IDs), else RecBole's choice (and its saved-dataset
+    cache)."""
+    dataset_class = getattr(importlib.import_module("recbole_tiger.data.dataset"), config["model"] + "Dataset", None)
+    if dataset_class is None:
+        return recbole_create_dataset(config)
+    dataset = dataset_class(config)
+    if config["save_dataset"]:
+        dataset.save()
+    return dataset
 
 
 def get_trainer(model_type, model_name):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from recbole_tiger.benchmark import REFERENCE, main, markdown_table, merge_rows, write_results
+from recbole_tiger.evaluation.benchmark import KEY, REFERENCE, main, markdown_table, merge_rows, write_results
 
 
 def _row(model, seed, ndcg, budget=60):
@@ -19,7 +19,7 @@ def _row(model, seed, ndcg, budget=60):
 
 def test_rows_merge_by_model_seed_and_budget():
     old = [_row("SASRec", 2020, 0.03), _row("BERT4Rec", 2020, 0.02)]
-    merged = merge_rows(old, [_row("SASRec", 2020, 0.04), _row("TIGER", 2020, 0.05)])
+    merged = merge_rows(old, [_row("SASRec", 2020, 0.04), _row("TIGER", 2020, 0.05)], KEY)
     by_model = {r["model"]: r["test_ndcg@10"] for r in merged}
     assert by_model == {"SASRec": 0.04, "BERT4Rec": 0.02, "TIGER": 0.05}
 
@@ -40,7 +40,7 @@ def test_reference_numbers_only_under_their_own_dataset():
 def test_one_history_length_for_every_model_and_honest_loss_column(tiny_config, tmp_path):
     """A dataset without properties/dataset/<name>.yaml: RecBole's default (50) used to reach the
     baselines while TIGER used 20; and Pop's loss column said 'CE over semantic-ID tokens'."""
-    from recbole_tiger.benchmark import default_history_length
+    from recbole_tiger.evaluation.benchmark import default_history_length
 
     assert default_history_length("tiny") == 20  # no dataset file: TIGER's
     results = tmp_path / "results"
@@ -80,7 +80,7 @@ def test_benchmark_command_runs_a_model_and_writes_three_files(tiny_config, tmp_
 def test_tiger_preset_is_cpu_without_cuda_and_only_for_tiger(monkeypatch):
     import torch
 
-    from recbole_tiger.benchmark import resolve_preset
+    from recbole_tiger.evaluation.benchmark import resolve_preset
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     preset, files = resolve_preset("TIGER", "auto")
@@ -94,7 +94,7 @@ def test_tiger_preset_is_cpu_without_cuda_and_only_for_tiger(monkeypatch):
 
 
 def test_throughput_tool_counts_targets_per_variant(tiny_config, tmp_path):
-    from recbole_tiger.throughput import main as throughput
+    from recbole_tiger.evaluation.throughput import main as throughput
 
     results = tmp_path / "tp"
     throughput(["prefix:encoder_tokens=item", "sequence:encoder_tokens=item,train_targets=all",

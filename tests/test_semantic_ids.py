@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from recbole_tiger.semantic_ids import load_or_build_semantic_ids, storage, text_encoder
+from recbole_tiger import atomic_io as storage
+from recbole_tiger.semantic_ids import load_or_build_semantic_ids, text_encoder
 from recbole_tiger.semantic_ids.__main__ import main as cli_main
 from recbole_tiger.semantic_ids.dedup import CollisionGroupTooLarge, append_collision_code
 from recbole_tiger.semantic_ids.defaults import DEFAULTS, resolve_params

@@ -20,18 +20,18 @@ def test_t5_backbone_has_our_sizes_plus_relative_bias_and_keeps_t5_init(tiny):
     assert isinstance(t5.encoder, T5Encoder) and isinstance(t5.decoder, T5Decoder)
     # Identical apart from one relative-position bucket table per stack (32 buckets x heads);
     # in particular no unused T5 token embedding.
-    assert n_parameters(t5) - n_parameters(own) == 2 * 32 * t5.n_heads
-    assert n_parameters(t5.encoder) - n_parameters(own.encoder) == 32 * t5.n_heads
+    assert n_parameters(t5) - n_parameters(own) == 2 * 32 * t5.settings.n_heads
+    assert n_parameters(t5.encoder) - n_parameters(own.encoder) == 32 * t5.settings.n_heads
     # T5's own initialisation, not TIGER's std 0.02 (T5 does not scale q.k by 1/sqrt(d_head))
     q = t5.encoder.stack.block[0].layer[0].SelfAttention.q.weight
-    assert q.std().item() == pytest.approx((t5.d_model * t5.d_head) ** -0.5, rel=0.2)
-    assert t5.code_head.weight.std().item() == pytest.approx(t5.initializer_range, rel=0.2)
+    assert q.std().item() == pytest.approx((t5.settings.d_model * t5.settings.d_head) ** -0.5, rel=0.2)
+    assert t5.code_head.weight.std().item() == pytest.approx(t5.settings.initializer_range, rel=0.2)
 
 
 @pytest.mark.parametrize("overrides", [{}, SEQUENCE_MODE], ids=["last", "all"])
 def test_t5_training_lowers_loss(tiny, overrides):
     model = make_model(tiny, config_overrides={**T5, **overrides}).train()
-    assert model.causal_encoder == (overrides.get("train_targets") == "all")
+    assert model.settings.causal_encoder == (overrides.get("train_targets") == "all")
     batch = training_rows(tiny[1])[torch.arange(64)] if not overrides else training_rows(tiny[1])
     losses = train_steps(model, batch, 20)
     assert np.isfinite(losses).all()
@@ -102,7 +102,7 @@ def test_t5_step_chunks_rows_without_changing_results(tiny, monkeypatch):
     import recbole_tiger.model.layers.t5_backbone as t5_backbone
 
     model = make_model(tiny, config_overrides=T5, sizes=(3, 4, 6))
-    model.beam_size = 20
+    model.settings.beam_size = 20
     users = tiny[2]
     whole = model.full_sort_predict(users)
     monkeypatch.setattr(t5_backbone, "_STEP_CHUNK_ELEMENTS", 1)                           # one row per call
@@ -113,7 +113,7 @@ def test_t5_beam_equals_exact_when_beam_covers_catalogue(tiny):
     _, dataset, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6), config_overrides=T5)
     exact_model = make_model(tiny, sizes=(3, 4, 6), config_overrides={**T5, "eval_mode": "exact"})
-    model.beam_size = dataset.item_num - 1
+    model.settings.beam_size = dataset.item_num - 1
     beam, exact = model.full_sort_predict(users), exact_model.full_sort_predict(users)
     assert bool(torch.isfinite(exact[:, 1:]).all())
     assert torch.allclose(beam[:, 1:], exact[:, 1:], atol=1e-5)

@@ -15,8 +15,11 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
 from recbole_tiger.config import Config
+from recbole_tiger.data.dataset import USER_ROW_FIELD, USER_ROWS_FIELD, TIGERDataset, check_vocabulary
+from recbole_tiger.model.layers import item_scoring
 from recbole_tiger.model.layers.beam_search import constrained_beam_search, exact_leaf_scores
-from recbole_tiger.model.sequential_recommender.tiger import TIGER, beam_exact_agreement
+from recbole_tiger.evaluation.beam_check import beam_exact_agreement
+from recbole_tiger.model.sequential_recommender.tiger import TIGER
 from recbole_tiger.quick_start import prepare_data
 from recbole_tiger.semantic_ids.types import SemanticIDs
 
@@ -26,6 +29,7 @@ TINY_MODEL = {
     "d_model": 16, "n_encoder_layers": 1, "n_decoder_layers": 1, "n_heads": 2, "d_head": 8,
     "d_ff": 32, "dropout_prob": 0.0, "attn_dropout_prob": 0.0, "n_user_tokens": 8, "beam_size": 10, "topk": [5, 10],
     "length_bucket_size": 16, "MAX_ITEM_LIST_LENGTH": 10, "state": "WARNING",
+    "sid_quantizer": "rqkmeans", "sid_codebook_size": 8,  # the dataset's own IDs (tests mostly bring theirs)
     "show_progress": False, "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
 }
 
@@ -104,7 +108,7 @@ def test_constrained_beam_only_generates_valid_ids(tiny):
     model = make_model(tiny, sizes=(16, 16, 16))
     with torch.no_grad():  # make the decoder love first codes that no item has
         unused = sorted(set(range(16)) - set(model.item_codes[1:, 0].tolist()))
-        model.code_head.weight[unused[:3]] += 5.0 * torch.randn(model.d_model)
+        model.code_head.weight[unused[:3]] += 5.0 * torch.randn(model.settings.d_model)
     decoding = model._start_decoding(users["item_id_list"], users["item_length"], users["user_id"])
     leaf, score = constrained_beam_search(decoding, model.trie, len(users), 10, "cpu")
     assert bool(torch.isfinite(score).all()) and bool((leaf >= 0).all())
@@ -118,13 +122,13 @@ def test_constrained_beam_only_generates_valid_ids(tiny):
 def test_score_matrix_shape_and_minus_inf_padding(tiny):
     _, dataset, users = tiny
     model = make_model(tiny)
-    assert not model.beam_exclude_history  # default: history items may be recommended, as for SASRec
+    assert not model.settings.beam_exclude_history  # default: history items may be recommended, as for SASRec
     scores = model.full_sort_predict(users)
     assert scores.shape == (len(users), dataset.item_num)
     assert bool(torch.isneginf(scores[:, 0]).all())
     assert (torch.isfinite(scores).sum(1) == 10).all()                        # beam_size items
     assert not bool(torch.isnan(scores).any()) and not bool(torch.isposinf(scores).any())
-    model.beam_exclude_history = True
+    model.settings.beam_exclude_history = True
     scores = model.full_sort_predict(users)
     assert (torch.isfinite(scores).sum(1) == 10).all()
     history = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
@@ -135,15 +139,15 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     _, dataset, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6))
     exact_model = make_model(tiny, sizes=(3, 4, 6), config_overrides={"eval_mode": "exact"})
-    model.beam_size = dataset.item_num - 1
+    model.settings.beam_size = dataset.item_num - 1
     beam, exact = model.full_sort_predict(users), exact_model.full_sort_predict(users)
     assert bool(torch.isfinite(exact[:, 1:]).all())                           # every item scored
     assert torch.allclose(beam[:, 1:], exact[:, 1:], atol=1e-5)               # default: no exclusion
     for k in (5, 10):
         assert torch.equal(beam.topk(k).indices.sort(1).values, exact.topk(k).indices.sort(1).values)
     # with beam_exclude_history, beams skip the input history
-    model.beam_exclude_history = True
-    model.beam_size = dataset.item_num
+    model.settings.beam_exclude_history = True
+    model.settings.beam_size = dataset.item_num
     beam = model.full_sort_predict(users)
     history = torch.zeros_like(beam, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
     history[:, 0] = True
@@ -155,12 +159,12 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     agreement = beam_exact_agreement(model, users, topk=(5, 10))
     assert agreement["differ@10"] == 0.0 and agreement["overlap@10"] == 1.0
     # a small beam is an approximation: its top item still has the exact log-probability
-    model.beam_size = 10
+    model.settings.beam_size = 10
     small = model.full_sort_predict(users)
     top = small.argmax(1)
     assert torch.allclose(small.max(1).values, exact[torch.arange(len(users)), top], atol=1e-5)
     # ... and without history exclusion, beams may end on history items (scored exactly too)
-    model.beam_exclude_history = False
+    model.settings.beam_exclude_history = False
     unmasked = model.full_sort_predict(users)
     assert bool(torch.isfinite(unmasked[history[:, : unmasked.shape[1]]]).any())
 
@@ -170,11 +174,11 @@ def test_beam_exact_agreement_compares_the_rankings_the_evaluator_uses(tiny):
     check must compare unmasked rankings (it used to mask history in both)."""
     _, _, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6))
-    model.beam_size = 10
+    model.settings.beam_size = 10
     beam = model.full_sort_predict(users)
-    model.eval_mode = "exact"
+    model.settings.eval_mode = "exact"
     exact = model.full_sort_predict(users)
-    model.eval_mode = "beam"
+    model.settings.eval_mode = "beam"
 
     def overlap10(b, e):
         b_score, b_top = b.topk(10, dim=1)
@@ -242,11 +246,11 @@ def test_lexicographic_scores_never_cross_neighbouring_float32_log_probs():
     lp = torch.cat([lp, torch.nextafter(lp, torch.full_like(lp, -float("inf")))])  # 1-ulp neighbours
     lp = lp.repeat_interleave(3)
     tb = torch.tensor([0.0, 0.5, 0.999999]).repeat(len(lp) // 3).double()
-    score = TIGER._lexicographic(lp, tb)
+    score = item_scoring.lexicographic(lp, tb)
     expected = sorted(range(len(lp)), key=lambda i: (lp[i].item(), tb[i].item()))
     assert score.argsort().tolist() == expected
     assert len(set(score.tolist())) == len(lp)
-    assert bool(torch.isneginf(TIGER._lexicographic(torch.tensor([-float("inf")]), tb[:1])).all())
+    assert bool(torch.isneginf(item_scoring.lexicographic(torch.tensor([-float("inf")]), tb[:1])).all())
 
 
 def test_predict_applies_the_same_tie_break(tiny):
@@ -281,13 +285,31 @@ def test_bad_semantic_ids_are_rejected_at_construction(tiny):
         make_model(tiny, dedup=False, config_overrides={"tie_break": "cosine"})
 
 
-def test_dataset_without_item_text_fails_at_model_construction(tmp_path):
+def test_dataset_without_item_text_fails_at_data_preparation(tmp_path):
     config = Config(model="TIGER", dataset="notext", config_dict={
         **TINY_MODEL, "data_path": write_atomic(tmp_path, name="notext", with_item_file=False),
         "checkpoint_dir": str(tmp_path / "saved")})
-    _, train_data, _, _ = prepare_data(config)
     with pytest.raises(Exception, match="notext.item"):
-        TIGER(config, train_data._dataset)
+        prepare_data(config)
+
+
+def test_tiger_dataset_owns_the_item_side_tables(tiny):
+    config, dataset, _ = tiny
+    assert isinstance(dataset, TIGERDataset)
+    sid = dataset.semantic_ids
+    assert sid.codes.shape[0] == dataset.item_num and bool((sid.codes[0] == -1).all())
+    rows = dataset.inter_feat
+    want = torch.bincount(rows["item_id"], minlength=dataset.item_num)
+    want += torch.bincount(rows["item_id_list"][rows["item_length"] == 1, 0], minlength=dataset.item_num)
+    want[0] = 0
+    assert torch.equal(dataset.item_train_count, want)
+    # the model takes them from the dataset; RecBole's plain dataset has none
+    model = TIGER(config, dataset)
+    assert torch.equal(model.item_codes, sid.codes.long()) and torch.equal(model.item_train_count, want)
+    plain = copy.copy(dataset)
+    plain.semantic_ids = None
+    with pytest.raises(ValueError, match="needs the item-side tables of TIGERDataset"):
+        TIGER(config, plain)
 
 
 def test_config_vocabulary_must_match_the_artifact(tiny):
@@ -296,9 +318,9 @@ def test_config_vocabulary_must_match_the_artifact(tiny):
     config = copy.deepcopy(config)
     config["sid_n_levels"], config["sid_codebook_size"], config["sid_dedup"] = 2, 8, True
     with pytest.raises(ValueError, match=r"2 levels of 8 codes \+ a collision level.*a.pt has codebook_sizes=\[4, 4, 3\]"):
-        TIGER._check_config_matches_artifact(config, sid)
+        check_vocabulary(config, sid)
     config["sid_codebook_size"] = 4
-    TIGER._check_config_matches_artifact(config, sid)  # matches: no error
+    check_vocabulary(config, sid)  # matches: no error
 
 
 def test_checkpoint_round_trip_decodes_identically(tiny, caplog):
@@ -342,7 +364,7 @@ def test_end_to_end_recbole_run(tiny_config, tmp_path, capsys):
     again = model.full_sort_predict(users)
     assert again.shape[1] == model.n_items and (torch.isfinite(again).sum(1) == 10).all()
     # the same check from the command line, on the saved checkpoint
-    from recbole_tiger.beam_check import main as beam_check
+    from recbole_tiger.evaluation.beam_check import main as beam_check
 
     beam_check([f"--model_file={result['saved_model_file']}", "--n_users=1000"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -370,8 +392,7 @@ def test_item_encoder_tokens_train_and_rank(tiny):
 def test_anchor_rows_are_every_stride_th_row_from_each_users_last(tiny):
     model = make_model(tiny, config_overrides={**SEQUENCE_MODE, "sequence_stride": 4})
     rows = training_rows(tiny[1])
-    keys = model._row_keys(rows["user_id"], rows["item_id_list"], rows["item_length"], rows["item_id"])
-    anchor = torch.isin(keys, model.anchor_keys)
+    anchor = (rows[USER_ROWS_FIELD] - rows[USER_ROW_FIELD]) % model.settings.sequence_stride == 0
     users = rows["user_id"].tolist()
     for user in set(users):
         flags = anchor[torch.tensor(users) == user].tolist()      # this user's rows, time order
@@ -406,11 +427,10 @@ def test_sequence_windows_cover_every_training_target_once(fixture, stride, requ
     assert got == want
     # every trained target has at least N - stride + 1 items of context, or all the user has
     # (a history shorter than N starts at the user's first item)
-    S = model.sequence_stride
+    S = model.settings.sequence_stride
     assert bool(((first >= N - S + 1) | (n_items - 1 < N)).all())
     # a batch without anchor rows trains nothing (and still back-propagates)
-    keys = model._row_keys(rows["user_id"], rows["item_id_list"], rows["item_length"], rows["item_id"])
-    others = rows[(~torch.isin(keys, model.anchor_keys)).nonzero()[:, 0]]
+    others = rows[((rows[USER_ROWS_FIELD] - rows[USER_ROW_FIELD]) % S != 0).nonzero()[:, 0]]
     assert (len(others) > 0) == (S > 1) and len(model._training_windows(others)[0]) == 0
     loss = model.train().calculate_loss(others)
     loss.backward()

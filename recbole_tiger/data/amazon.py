@@ -46,7 +46,7 @@ from recbole_tiger.data.atomic_files import (
     dataset_dir,
     field_needs_quote_fix,
 )
-from recbole_tiger.atomic_write import open_atomic
+from recbole_tiger.atomic_io import open_atomic
 
 SNAP_BASE_URL = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 

@@ -10,7 +10,7 @@ CSV quoting, so a few characters inside free text break a file:
   field is read literally.
 
 :func:`clean_field` removes these hazards; the writers use
-:func:`recbole_tiger.atomic_write.open_atomic`, so a crash never leaves a half-written file behind.
+:func:`recbole_tiger.atomic_io.open_atomic`, so a crash never leaves a half-written file behind.
 """
 
 import os

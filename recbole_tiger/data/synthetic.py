@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from recbole_tiger.atomic_write import open_atomic
+from recbole_tiger.atomic_io import open_atomic
 
 TAXONOMY = {
     "kitchen": ["baking", "spices", "cookware", "coffee"],

@@ -26,12 +26,11 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from recbole_tiger.atomic_write import open_atomic
-from recbole_tiger.benchmark import (git_commit, machine_description, markdown_grid, merge_curves, merge_rows,
-                                     read_rows, utc_date, write_csv)
-from recbole_tiger.throughput import parse_variant
+from recbole_tiger.atomic_io import open_atomic
+from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_curves,
+                                                   merge_rows, read_rows, utc_date, write_csv)
+from recbole_tiger.evaluation.variants import parse_variant
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEY = ("variant", "budget_min", "seed")
 COLUMNS = ["variant", "overrides", "best_valid_ndcg@10", "best_valid_recall@10", "best_epoch", "last_valid_ndcg@10",
            "epochs", "budget_min", "train_wall_s", "s_per_epoch", "final_train_loss", "n_params", "seed",
@@ -157,7 +156,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per variant")
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--results_dir", default="results")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)

@@ -15,13 +15,13 @@ import argparse
 import os
 import tempfile
 
-from recbole_tiger.atomic_write import open_atomic
-from recbole_tiger.benchmark import git_commit, machine_description, markdown_grid, merge_rows, read_rows, utc_date, write_csv
+from recbole_tiger.atomic_io import open_atomic
+from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
+                                                   read_rows, utc_date, write_csv)
 from recbole_tiger.config import PROPERTIES_DIR
 from recbole_tiger.data.synthetic import oracle_ndcg, write_taxonomy_dataset
-from recbole_tiger.throughput import parse_variant
+from recbole_tiger.evaluation.variants import parse_variant
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMON = {
     "state": "WARNING", "show_progress": False, "user_inter_num_interval": "[0,inf)",
     "item_inter_num_interval": "[0,inf)", "MAX_ITEM_LIST_LENGTH": 20, "stopping_step": 100,
@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument("--n_users", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalogue")
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--results_dir", default="results")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in args.variants]
 

@@ -1,7 +1,7 @@
 """Semantic IDs for TIGER: item text → sentence embeddings → RQ-VAE (or residual k-means)
 → unique code tuples, stored as a reusable artifact with diagnostics.
 
-Public API: :func:`load_or_build_semantic_ids` (what the TIGER model calls) and
+Public API: :func:`load_or_build_semantic_ids` (what ``TIGERDataset`` calls) and
 :class:`SemanticIDs` (what it gets). ``python -m recbole_tiger.semantic_ids --help`` builds or
 loads an artifact from the command line and prints its diagnostics.
 """

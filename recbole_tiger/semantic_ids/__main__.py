@@ -20,16 +20,6 @@ import yaml
 from recbole_tiger.semantic_ids.diagnostics import format_stats
 from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "properties")
-
-
-class CliConfig(dict):
-    """Dict that answers ``None`` for missing keys, like RecBole's ``Config``."""
-
-    def __getitem__(self, key):
-        return self.get(key)
-
-
 def parse_args(argv):
     args = {}
     for arg in argv:
@@ -44,29 +34,18 @@ def parse_args(argv):
 
 
 def build_config(args):
-    config = CliConfig({"data_path": "dataset_atomic/", "checkpoint_dir": "saved", "seed": 2020,
-                        "ITEM_ID_FIELD": "item_id", "device": "cpu", "show_progress": True})
-    for name in ("overall.yaml", os.path.join("model", "TIGER.yaml")):
-        path = os.path.join(PROPERTIES_DIR, name)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                config.update(yaml.safe_load(f) or {})
+    """TIGER's config for ``args['dataset']`` with the plugin's layered property files, exactly as
+    a TIGER run reads it (``recbole_tiger.config.Config``); ``args`` override like ``config_dict``."""
+    from recbole_tiger.config import Config
+
     if "dataset" not in args:
         sys.exit("missing --dataset=NAME")
-    dataset_yaml = os.path.join(PROPERTIES_DIR, "dataset", f"{args['dataset']}.yaml")
-    if os.path.isfile(dataset_yaml):
-        with open(dataset_yaml, encoding="utf-8") as f:
-            config.update(yaml.safe_load(f) or {})
-    config.update(args)
-    data_root = str(config["data_path"])
-    if not os.path.isdir(os.path.join(data_root, config["dataset"])):
-        import recbole
-
-        bundled = os.path.join(os.path.dirname(recbole.__file__), "dataset_example")
-        if os.path.isdir(os.path.join(bundled, config["dataset"])):
-            data_root = bundled  # RecBole's bundled ml-100k, as RecBole itself would find it
-    config["data_path"] = os.path.join(data_root, config["dataset"])  # as RecBole's Config does
-    return config
+    saved_argv = sys.argv
+    try:
+        sys.argv = sys.argv[:1]  # the arguments arrive through `args`, not a second parse of argv
+        return Config(model="TIGER", dataset=args["dataset"], config_dict=args)
+    finally:
+        sys.argv = saved_argv
 
 
 def interaction_item_tokens(config):

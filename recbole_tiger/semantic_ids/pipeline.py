@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from recbole_tiger.settings import setting
 from recbole_tiger.semantic_ids.dedup import append_collision_code
 from recbole_tiger.semantic_ids.defaults import code_inputs, resolve_params
 from recbole_tiger.semantic_ids.diagnostics import (
@@ -31,7 +32,7 @@ from recbole_tiger.semantic_ids.item_text import (
 )
 from recbole_tiger.semantic_ids.kmeans import residual_kmeans
 from recbole_tiger.semantic_ids.rqvae import train_rqvae
-from recbole_tiger.semantic_ids.storage import atomic_torch_save, sha256_file, stable_hash
+from recbole_tiger.atomic_io import atomic_torch_save, sha256_file, stable_hash
 from recbole_tiger.semantic_ids.text_encoder import embed_texts, encoder_identity
 from recbole_tiger.semantic_ids.types import SemanticIDs
 
@@ -46,14 +47,6 @@ def artifact_dir(config, params):
     return os.path.join(config["checkpoint_dir"] or "saved", "semantic_ids")
 
 
-def _config_value(config, key, default):
-    try:
-        value = config[key]
-    except KeyError:
-        value = None
-    return default if value is None else value
-
-
 class ArtifactInputs:
     """Everything that determines an artifact: read once, hashed into its key."""
 
@@ -63,14 +56,14 @@ class ArtifactInputs:
         self.item_path = atomic_item_path(config)
         self.table = read_item_table(
             self.item_path,
-            item_id_field=_config_value(config, "ITEM_ID_FIELD", "item_id"),
-            separator=_config_value(config, "field_separator", "\t"),
-            encoding=_config_value(config, "encoding", "utf-8"),
+            item_id_field=setting(config, "ITEM_ID_FIELD", "item_id"),
+            separator=setting(config, "field_separator", "\t"),
+            encoding=setting(config, "encoding", "utf-8"),
         )
         # items of the dataset with no row in .item: part of the training set, hence of the key
         self.extra_tokens = [t for t in dataset_tokens if t not in self.table.rows]
         self.seed = int(self.params["sid_seed"] if self.params["sid_seed"] is not None
-                        else _config_value(config, "seed", 2020))
+                        else setting(config, "seed", 2020))
         self.encoder_name, _, self.encoder_fingerprint = encoder_identity(self.params["sid_text_encoder"])
         self.key_inputs = {
             "format": ARTIFACT_FORMAT,
@@ -128,8 +121,8 @@ def load_or_build_artifact(config, dataset_tokens):
 
 def build_artifact(inputs, config):
     params, t0 = inputs.params, time.time()
-    device = torch.device(str(_config_value(config, "device", "cpu")))
-    show_progress = _config_value(config, "show_progress", True) is not False
+    device = torch.device(str(setting(config, "device", "cpu")))
+    show_progress = setting(config, "show_progress", True) is not False
     seconds = {}
 
     texts = build_item_texts(inputs.table, params["sid_text_fields"], inputs.extra_tokens,

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from recbole_tiger.semantic_ids.storage import atomic_save_numpy, sha256_file
+from recbole_tiger.atomic_io import atomic_save_numpy, sha256_file
 
 logger = logging.getLogger()
 

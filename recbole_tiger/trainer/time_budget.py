@@ -26,7 +26,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_tiger.atomic_write import open_atomic
+from recbole_tiger.atomic_io import open_atomic
 from recbole_tiger.compat import load_checkpoint
 
 RESUME_FORMAT = "recbole_tiger.resume/1"

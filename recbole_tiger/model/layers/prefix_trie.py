@@ -64,6 +64,14 @@ class PrefixTrie(nn.Module):
         self.register_buffer("item_leaf", torch.from_numpy(item_leaf).to(device), persistent=False)
         self.n_leaves = n_nodes
 
+    def leaves_within(self, item_seq: torch.Tensor, n_items: int) -> torch.Tensor:
+        """Leaves all of whose items are among each row's items.  item_seq [B, N] (0 = pad)
+        -> [B, N_L] bool"""
+        chosen = torch.zeros(len(item_seq), n_items, dtype=torch.bool, device=item_seq.device)
+        chosen.scatter_(1, item_seq, True)
+        chosen[:, 0] = True                                        # leaf_items padding
+        return chosen[:, self.leaf_items].all(-1)
+
     def child(self, level: int) -> torch.Tensor:
         return getattr(self, f"child_{level}")
 

@@ -51,7 +51,7 @@ def _additive(keep: torch.Tensor, dtype) -> torch.Tensor:
 
 
 class T5Encoder(nn.Module):
-    def __init__(self, n_layers, d_model, n_heads, d_head, d_ff, dropout):
+    def __init__(self, *, n_layers, d_model, n_heads, d_head, d_ff, dropout):
         super().__init__()
         self.stack = _t5_stack(n_layers, d_model, n_heads, d_head, d_ff, dropout, is_decoder=False)
 
@@ -86,7 +86,7 @@ class T5DecoderCache:
 
 
 class T5Decoder(nn.Module):
-    def __init__(self, n_layers, d_model, n_heads, d_head, d_ff, dropout):
+    def __init__(self, *, n_layers, d_model, n_heads, d_head, d_ff, dropout):
         super().__init__()
         self.stack = _t5_stack(n_layers, d_model, n_heads, d_head, d_ff, dropout, is_decoder=True)
 

@@ -87,7 +87,7 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, n_layers, d_model, n_heads, d_head, d_ff, dropout, attn_dropout):
+    def __init__(self, *, n_layers, d_model, n_heads, d_head, d_ff, dropout, attn_dropout):
         super().__init__()
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, n_heads, d_head, d_ff, dropout, attn_dropout) for _ in range(n_layers)
@@ -168,7 +168,7 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, n_layers, d_model, n_heads, d_head, d_ff, dropout, attn_dropout):
+    def __init__(self, *, n_layers, d_model, n_heads, d_head, d_ff, dropout, attn_dropout):
         super().__init__()
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, n_heads, d_head, d_ff, dropout, attn_dropout) for _ in range(n_layers)

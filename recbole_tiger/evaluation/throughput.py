@@ -1,6 +1,6 @@
 """Training throughput of model variants on one dataset: targets per second, time per epoch.
 
-    python -m recbole_tiger.throughput --dataset=amazon-beauty --data_path=../shared/data/atomic \\
+    python -m recbole_tiger.evaluation.throughput --dataset=amazon-beauty --data_path=../shared/data/atomic \\
         --steps=20 paper item-tokens:encoder_tokens=item cpu:config_files=properties/model/TIGER-cpu.yaml
 
 Each positional argument is a variant ``NAME[:key=value,key=value,...]`` of config overrides
@@ -18,37 +18,21 @@ import sys
 from time import perf_counter
 
 import torch
-import yaml
 
-from recbole_tiger.benchmark import (_atomic_write, git_commit, machine_description, markdown_grid, merge_rows,
-                                     read_rows, utc_date, write_csv)
+from recbole_tiger.atomic_io import write_text_atomic
+from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
+                                                   read_rows, utc_date, write_csv)
+from recbole_tiger.evaluation.variants import parse_variant
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = ["variant", "overrides", "targets_per_s", "s_per_step", "targets_per_step", "epoch_min", "n_params",
            "threads", "steps", "commit", "date", "machine"]
 
 
-def parse_variant(spec):
-    """'name:k=v,k=v' -> (name, {k: yaml(v)}, [config files])"""
-    name, _, rest = spec.partition(":")
-    overrides, files = {}, []
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"throughput: variant {spec!r}: {item!r} is not key=value")
-        if key == "config_files":
-            files += value.split("+")
-        else:
-            overrides[key] = yaml.safe_load(value)
-    return name, overrides, files
-
-
 def count_targets(model, batch):
-    """Training targets one calculate_loss call learns from."""
-    if getattr(model, "train_targets", "last") == "all":
-        _, n_items, _, first = model._training_windows(batch)
-        return int((n_items - first).sum())
-    return len(batch)
+    """Training targets one calculate_loss call learns from: the model says if it is not one
+    per row (TIGER with ``train_targets: all``)."""
+    counter = getattr(model, "count_training_targets", None)
+    return counter(batch) if counter is not None else len(batch)
 
 
 def measure(model, batches, warmup, steps, learning_rate):
@@ -78,7 +62,7 @@ def main(argv=None):
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--results_dir", default="results")
     args, extra = parser.parse_known_args(argv)
     variants = [parse_variant(v) for v in args.variants]
 
@@ -127,7 +111,7 @@ def main(argv=None):
     write_csv(base + ".csv", all_rows)
     lines = [f"## Training throughput on {args.dataset} ({n_targets} training targets per epoch)", ""]
     lines += markdown_grid(COLUMNS, all_rows)
-    _atomic_write(base + ".md", "\n".join(lines) + "\n")
+    write_text_atomic(base + ".md", "\n".join(lines) + "\n")
     print(f"results in {base}.{{md,csv}}")
 
 

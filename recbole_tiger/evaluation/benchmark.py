@@ -7,24 +7,22 @@ per invocation and still end up in one table; every row carries its commit, date
 machine. ``results/<dataset>.md`` and ``.png`` are regenerated from the csv each time.
 """
 import argparse
-import csv
-import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from recbole_tiger.atomic_write import open_atomic
+from recbole_tiger.atomic_io import open_atomic, write_text_atomic
+from recbole_tiger.evaluation.results_table import (git_commit, machine_description, merge_curves, merge_rows,
+                                                   read_rows, utc_date, write_csv)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 KEY = ("model", "preset", "variant", "seed", "budget_min")
 # TIGER's property file per preset; "auto" = cpu preset unless CUDA is available.
-TIGER_PRESETS = {"paper": None, "cpu": os.path.join("properties", "model", "TIGER-cpu.yaml")}
+TIGER_PRESETS = {"paper": None, "cpu": os.path.join("model", "TIGER-cpu.yaml")}  # under PROPERTIES_DIR
 # Hyper-parameters worth showing next to a model's numbers, when the config has them.
 KEY_HYPERPARAMETERS = [
     "learning_rate", "train_batch_size", "hidden_size", "d_model", "n_layers", "n_encoder_layers",
@@ -40,50 +38,6 @@ REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
 }
 
 
-# ----------------------------------------------------------------------------- provenance
-def git_commit():
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine_description(device):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {device}"
-
-
-def utc_date():
-    """The date stamp of every results row."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def markdown_grid(columns, rows):
-    """A markdown table of ``rows`` (dicts) under ``columns``, as lines; missing cells empty."""
-    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows])
-
-
-def merge_curves(curves_path, new_curves):
-    """Add ``new_curves`` (name -> list of points) to the json file at ``curves_path``; returns all."""
-    curves = {}
-    if os.path.isfile(curves_path):
-        with open(curves_path) as f:
-            curves = json.load(f)
-    curves.update(new_curves)
-    _atomic_write(curves_path, json.dumps(curves, indent=1))
-    return curves
-
-
 # ----------------------------------------------------------------------------- one run
 def resolve_preset(model, preset):
     """(preset name, property files) for one model: only TIGER has presets."""
@@ -96,22 +50,23 @@ def resolve_preset(model, preset):
     if preset not in TIGER_PRESETS:
         raise SystemExit(f"benchmark: --tiger_preset={preset!r}, expected auto or one of {sorted(TIGER_PRESETS)}")
     path = TIGER_PRESETS[preset]
-    return preset, [os.path.join(REPO_ROOT, path)] if path else []
+    from recbole_tiger.config import PROPERTIES_DIR
+
+    return preset, [os.path.join(PROPERTIES_DIR, path)] if path else []
 
 
 def default_history_length(dataset):
-    """One history length for every model of a benchmark: the dataset's property file's, else
-    TIGER's (RecBole's own default, 50, would otherwise give the baselines longer histories)."""
-    import yaml
+    """One history length for every model of a benchmark: MAX_ITEM_LIST_LENGTH as TIGER's config
+    layers resolve it (the dataset's property file over TIGER's; RecBole's own default, 50,
+    would otherwise give the baselines longer histories than TIGER)."""
+    from recbole_tiger.config import Config
 
-    for path in (os.path.join(REPO_ROOT, "properties", "dataset", f"{dataset}.yaml"),
-                 os.path.join(REPO_ROOT, "properties", "model", "TIGER.yaml")):
-        if os.path.isfile(path):
-            with open(path) as f:
-                value = (yaml.safe_load(f) or {}).get("MAX_ITEM_LIST_LENGTH")
-            if value is not None:
-                return int(value)
-    return 20
+    saved_argv = sys.argv
+    try:
+        sys.argv = sys.argv[:1]  # the property files' value; --MAX_ITEM_LIST_LENGTH is applied by the caller
+        return int(Config(model="TIGER", dataset=dataset)["MAX_ITEM_LIST_LENGTH"])
+    finally:
+        sys.argv = saved_argv
 
 
 def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides="",
@@ -155,7 +110,7 @@ def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, pre
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
-        cmd = [sys.executable, "-m", "recbole_tiger.benchmark", "--child", f"--model={model}",
+        cmd = [sys.executable, "-m", "recbole_tiger.evaluation.benchmark", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
                f"--tiger_preset={preset or 'paper'}", f"--variant={variant}"]
         if history_length:
@@ -168,36 +123,6 @@ def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, pre
 
 
 # ----------------------------------------------------------------------------- results files
-def _atomic_write(path, text):
-    with open_atomic(path) as f:
-        f.write(text)
-
-
-def read_rows(csv_path):
-    if not os.path.isfile(csv_path):
-        return []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def merge_rows(old_rows, new_rows, key_columns=KEY):
-    """New rows replace old rows with the same key (model, preset, variant, seed, budget); the rest are kept."""
-    def key(row):
-        return tuple(str(row.get(k) or "") for k in key_columns)
-
-    merged = {key(r): r for r in old_rows}
-    merged.update({key(r): r for r in new_rows})
-    return list(merged.values())
-
-
-def write_csv(csv_path, rows):
-    columns = list(dict.fromkeys(c for r in rows for c in r))
-    with open_atomic(csv_path) as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _mean_std(values):
     values = [float(v) for v in values if v not in (None, "")]
     if not values:
@@ -275,10 +200,10 @@ def write_results(results_dir, dataset, new_rows, new_curves):
     """Merge rows into <dataset>.csv, curves into <dataset>.curves.json; redraw .md and .png."""
     os.makedirs(results_dir, exist_ok=True)
     base = os.path.join(results_dir, dataset)
-    rows = merge_rows(read_rows(base + ".csv"), new_rows)
+    rows = merge_rows(read_rows(base + ".csv"), new_rows, KEY)
     write_csv(base + ".csv", rows)
     curves = merge_curves(base + ".curves.json", new_curves)
-    _atomic_write(base + ".md", markdown_table(rows, dataset))
+    write_text_atomic(base + ".md", markdown_table(rows, dataset))
     plot_curves(curves, base + ".png", dataset)
     return rows
 
@@ -291,7 +216,7 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=60.0, help="train_time_budget per model, minutes")
     parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c")
     parser.add_argument("--config_files", default=None, help="space-separated config files for every model")
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--results_dir", default="results")
     parser.add_argument("--history_length", type=int, default=None,
                         help="MAX_ITEM_LIST_LENGTH for every model (default: the dataset's property file, else "
                              "TIGER's 20); --MAX_ITEM_LIST_LENGTH=N on the command line overrides it for all")
@@ -312,7 +237,7 @@ def main(argv=None):
         preset, preset_files = resolve_preset(args.models, args.tiger_preset)
         row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
                              preset, args.variant, " ".join(extra), args.history_length)
-        _atomic_write(args.child_out, json.dumps({"row": row, "curve": curve}))
+        write_text_atomic(args.child_out, json.dumps({"row": row, "curve": curve}))
         return
 
     if args.merge_from:

@@ -1,4 +1,6 @@
-"""Write a file so that it appears under its name only when it is complete.
+"""Files this package writes and trusts later: atomic writes and content hashes.
+
+A file appears under its name only when it is complete.
 
 Data goes to a temporary file in the destination directory (so ``os.replace`` is an atomic
 rename on one file system); on any exception, Ctrl-C included, the temporary file is removed
@@ -7,8 +9,13 @@ package writes that a later run trusts: atomic datasets, downloads, semantic-ID 
 embedding caches, benchmark results and HyperTuning's best config.
 """
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
+
+import numpy as np
+import torch
 
 
 @contextlib.contextmanager
@@ -36,3 +43,31 @@ def set_default_permissions(path):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def write_text_atomic(path, text):
+    with open_atomic(path) as f:
+        f.write(text)
+
+
+def atomic_torch_save(path, obj):
+    with open_atomic(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def atomic_save_numpy(path, array):
+    with open_atomic(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stable_hash(obj):
+    """sha256 of a JSON-serialisable object with sorted keys (e.g. an artifact's input key)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
