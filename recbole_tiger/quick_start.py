@@ -18,6 +18,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_tiger.compat import load_checkpoint
 from recbole_tiger.config import Config
 from recbole_tiger.evaluation.beam_check import beam_vs_exact
+from recbole_tiger.settings import setting
 from recbole_tiger.data import ensure_dataset, dataset_not_found_message
 from recbole_tiger.utils import create_dataset, get_model, get_trainer
 
@@ -76,7 +77,7 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
     test_start = time()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_seconds = time() - test_start
-    beam_check = beam_vs_exact(model, test_data, config["beam_check_users"] or 0)
+    beam_check = beam_vs_exact(model, test_data, setting(config, "beam_check_users", 0))
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")

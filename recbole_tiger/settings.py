@@ -11,14 +11,21 @@ import dataclasses
 NONE_SPELLINGS = ("~", "none", "null")  # how a command line spells None
 
 
-def setting(config, key, default=None):
-    """``config[key]``; ``default`` when the key is missing or None (``~``)."""
+def lookup(config, key):
+    """(present, value) of ``key`` in a Config or dict; ``~``/``none``/``null`` strings are None."""
     try:
+        present = key in config
         value = config[key]
     except (KeyError, TypeError):
-        return default
+        return False, None
     if isinstance(value, str) and value.strip().lower() in NONE_SPELLINGS:
         value = None
+    return present, value
+
+
+def setting(config, key, default=None):
+    """``config[key]``; ``default`` when the key is missing or None (``~``)."""
+    value = lookup(config, key)[1]
     return default if value is None else value
 
 

@@ -18,6 +18,7 @@ import tempfile
 from recbole_tiger.atomic_io import open_atomic, write_text_atomic
 from recbole_tiger.evaluation.results_table import (git_commit, machine_description, merge_curves, merge_rows,
                                                    read_rows, utc_date, write_csv)
+from recbole_tiger.settings import setting
 
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 KEY = ("model", "preset", "variant", "seed", "budget_min")
@@ -100,7 +101,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         "overrides": overrides,
         "checkpoint": result["saved_model_file"],
         "resume_file": result["resume_file"],
-        "resumed_from": config["resume_from"] or "",
+        "resumed_from": setting(config, "resume_from", ""),
     }
     return row, result["valid_curve"]
 

@@ -17,6 +17,8 @@ from collections import defaultdict
 
 import yaml
 
+from recbole_tiger.settings import setting
+
 from recbole_tiger.semantic_ids.diagnostics import format_stats
 from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact
 
@@ -53,7 +55,7 @@ def interaction_item_tokens(config):
     path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
     if not os.path.isfile(path):
         return []
-    sep = config["field_separator"] or "\t"
+    sep = setting(config, "field_separator", "\t")
     with open(path, encoding="utf-8-sig") as f:
         header = [h.split(":")[0] for h in f.readline().rstrip("\r\n").split(sep)]
         if config["ITEM_ID_FIELD"] not in header:

@@ -5,6 +5,7 @@ users read them); ``tests/test_semantic_ids.py`` checks the two agree. They live
 the pre-stage works from any RecBole ``Config`` (e.g. the CLI or a baseline's config), where
 missing keys read as ``None``.
 """
+from recbole_tiger.settings import lookup
 
 DEFAULTS = {
     # item text
@@ -56,18 +57,6 @@ RQVAE_ONLY_KEYS = {
 }
 
 
-def _lookup(config, key):
-    """(present, value); strings '~'/'none'/'null' (command-line spellings) mean None."""
-    try:
-        present = key in config
-        value = config[key]
-    except (KeyError, TypeError):
-        return False, None
-    if isinstance(value, str) and value.strip().lower() in ("~", "none", "null"):
-        value = None
-    return present, value
-
-
 def resolve_params(config):
     """``sid_*`` settings from ``config`` (dict-like, missing → None) over the defaults.
 
@@ -76,7 +65,7 @@ def resolve_params(config):
     """
     params = {}
     for key, default in DEFAULTS.items():
-        present, value = _lookup(config, key)
+        present, value = lookup(config, key)
         explicit_none = present and value is None and key in NULLABLE
         params[key] = value if value is not None or explicit_none else default
     if params["sid_quantizer"] not in ("rqvae", "rqkmeans"):

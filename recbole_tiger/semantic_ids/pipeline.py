@@ -44,7 +44,7 @@ ARTIFACT_FORMAT = 1
 def artifact_dir(config, params):
     if params["sid_artifact_dir"]:
         return str(params["sid_artifact_dir"])
-    return os.path.join(config["checkpoint_dir"] or "saved", "semantic_ids")
+    return os.path.join(setting(config, "checkpoint_dir", "saved"), "semantic_ids")
 
 
 class ArtifactInputs:

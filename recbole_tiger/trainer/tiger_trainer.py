@@ -14,6 +14,7 @@ from recbole.trainer import Trainer
 from recbole.utils import EvaluatorType, set_color
 
 from recbole_tiger.evaluation.cold_start import ColdStartMetrics
+from recbole_tiger.settings import setting
 
 
 class TIGERTrainer(Trainer):
@@ -25,9 +26,9 @@ class TIGERTrainer(Trainer):
     # ------------------------------------------------------------------ learning-rate schedule
     def _build_optimizer(self, **kwargs):
         optimizer = super()._build_optimizer(**kwargs)
-        schedule = self.config["lr_scheduler"] or "constant"
+        schedule = setting(self.config, "lr_scheduler", "constant")
         if schedule == "rsqrt":
-            warmup = max(1, int(self.config["warmup_steps"] or 1))
+            warmup = max(1, int(setting(self.config, "warmup_steps", 1)))
             self.lr_scheduler = LambdaLR(
                 optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
             )
