@@ -61,6 +61,17 @@ class Config(RecBoleConfig):
                         k for k in loaded if k not in self.parameters["Dataset"]
                     ]
 
+    def _set_default_parameters(self):
+        # RecBole's default samples one negative per positive, then rejects that for its own
+        # cross-entropy sequential models (GRU4Rec, NARM, ... run with their defaults fail with
+        # "train_neg_sample_args ... should be None when the loss_type is CE"): unless the
+        # user set the key, cross-entropy trains without sampling, as it must.
+        cfg = self.final_config_dict
+        if (str(cfg.get("loss_type")).upper() == "CE" and cfg.get("train_neg_sample_args") is not None
+                and "train_neg_sample_args" not in self.external_config_dict):
+            cfg["train_neg_sample_args"] = None
+        super()._set_default_parameters()
+
     def _set_train_neg_sample_args(self):
         """Our model files switch negative sampling off for cross-entropy (RecBole requires that:
         e.g. properties/model/SASRec.yaml). A user who switches such a model to a pairwise loss

@@ -50,8 +50,13 @@ def build_trainer(config, model):
     return trainer
 
 
-def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
-    """Train, validate and test one model; RecBole's ``run_recbole`` with plugin models."""
+def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
+                      test_protocols=None):
+    """Train, validate and test one model; RecBole's ``run_recbole`` with plugin models.
+
+    ``test_protocols``: also test the best checkpoint under these evaluation protocols
+    (``repeatable``, ``exclude_history``; the run's own, ``eval_exclude_history``, always).
+    """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -77,6 +82,16 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
     test_start = time()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_seconds = time() - test_start
+    # The same checkpoint under other evaluation protocols (e.g. exclude_history), on request.
+    test_results = {trainer.protocol: test_result}
+    for protocol in test_protocols or ():
+        if protocol not in test_results:
+            trained_protocol = trainer.protocol
+            trainer.set_protocol(protocol)
+            test_results[protocol] = trainer.evaluate(test_data, load_best_model=saved,
+                                                      show_progress=config["show_progress"])
+            logger.info(set_color(f"test result ({protocol})", "yellow") + f": {test_results[protocol]}")
+            trainer.set_protocol(trained_protocol)
     beam_check = beam_vs_exact(model, test_data, setting(config, "beam_check_users", 0))
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
@@ -89,6 +104,8 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "protocol": trainer.protocol,
+        "test_results": test_results,
         "epochs": trainer.epochs_done,
         "budget_exhausted": trainer.budget_exhausted,
         "train_seconds": trainer.train_seconds,
@@ -130,6 +147,9 @@ def load_data_and_model(model_file):
     """Rebuild config, data splits and the trained model from a checkpoint file."""
     checkpoint = load_checkpoint(model_file)
     config = checkpoint["config"]
+    # numpy aliases (np.float, ...) RecBole's metrics still use: a Config sets them when it is
+    # built, not when it is unpickled, so a fresh process would fail at its first evaluation.
+    config.compatibility_settings()
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()

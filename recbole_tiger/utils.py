@@ -8,7 +8,7 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_trainer as recbole_get_trainer
 
 import recbole_tiger.model
-from recbole_tiger.trainer import with_time_budget
+from recbole_tiger.trainer import with_plugin_mixins
 
 # Same sub-package names in both packages: model/<type>_recommender/<lowercase name>.py
 _MODEL_SUBMODULES = [
@@ -90,9 +90,9 @@ def create_dataset(config):
 
 def get_trainer(model_type, model_name):
     """Trainer class for a model: ``recbole_tiger.trainer.<Model>Trainer`` if it exists,
-    else RecBole's choice; either way with the ``train_time_budget`` behaviour added."""
+    else RecBole's choice; either way with the plugin's mixins (time budget, resume, eval protocol)."""
     plugin_trainers = importlib.import_module("recbole_tiger.trainer")
     trainer_class = getattr(plugin_trainers, model_name + "Trainer", None)
     if trainer_class is None:
         trainer_class = recbole_get_trainer(model_type, model_name)
-    return with_time_budget(trainer_class)
+    return with_plugin_mixins(trainer_class)

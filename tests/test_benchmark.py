@@ -129,3 +129,36 @@ def test_merge_from_other_results_dirs(tmp_path):
     assert set(json.load(open(tmp_path / "all" / "d.curves.json"))) == {"BERT4Rec seed=2020", "TIGER (cpu) seed=2020"}
     with pytest.raises(SystemExit, match="does not exist"):
         main(["--dataset=d", f"--results_dir={tmp_path / 'all'}", f"--merge_from={tmp_path / 'missing'}"])
+
+
+def test_both_protocols_from_one_run_and_a_retest_of_its_checkpoint(tiny_config, tmp_path):
+    """--protocols tests one trained checkpoint under both protocols (one row each, same valid);
+    --retest adds protocol rows for a run already in the table, from its checkpoint."""
+    results = tmp_path / "results"
+    common = [f"--dataset={tiny_config['dataset']}", "--models=SASRec", "--budget=0.5", f"--results_dir={results}",
+              f"--data_path={tiny_config['data_path']}", f"--checkpoint_dir={tiny_config['checkpoint_dir']}",
+              "--epochs=2", "--state=WARNING", "--MAX_ITEM_LIST_LENGTH=10", "--user_inter_num_interval=[0,inf)",
+              "--item_inter_num_interval=[0,inf)"]
+    main(common + ["--protocols=repeatable,exclude_history"])
+    rows = {r["protocol"]: r for r in csv.DictReader(open(results / "tiny.csv"))}
+    assert set(rows) == {"repeatable", "exclude_history"}
+    rep, exc = rows["repeatable"], rows["exclude_history"]
+    assert rep["valid_ndcg@10"] == exc["valid_ndcg@10"] and rep["checkpoint"] == exc["checkpoint"]
+    assert exc["selected_under"] == "repeatable"
+    # masking wasted slots can only move the target up: never a lower recall
+    assert float(exc["test_recall@10"]) >= float(rep["test_recall@10"])
+    assert "| exclude_history |" in (results / "tiny.md").read_text()
+
+    # retest: drop the exclude_history row, recreate it from the checkpoint alone
+    kept = [rep]
+    with open(results / "tiny.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rep))
+        writer.writeheader()
+        writer.writerows(kept)
+    main(common + ["--protocols=exclude_history", f"--retest={rep['checkpoint']}"])
+    again = {r["protocol"]: r for r in csv.DictReader(open(results / "tiny.csv"))}
+    assert again["exclude_history"]["test_ndcg@10"] == exc["test_ndcg@10"] and again["exclude_history"]["retested"]
+    with pytest.raises(SystemExit, match="no row"):
+        main(common + [f"--retest={tmp_path / 'other.pth'}"])
+    with pytest.raises(SystemExit, match="--protocols"):
+        main(common + ["--protocols=masked"])

@@ -122,13 +122,13 @@ def test_constrained_beam_only_generates_valid_ids(tiny):
 def test_score_matrix_shape_and_minus_inf_padding(tiny):
     _, dataset, users = tiny
     model = make_model(tiny)
-    assert not model.settings.beam_exclude_history  # default: history items may be recommended, as for SASRec
+    assert not model.settings.eval_exclude_history  # default: history items may be recommended, as for SASRec
     scores = model.full_sort_predict(users)
     assert scores.shape == (len(users), dataset.item_num)
     assert bool(torch.isneginf(scores[:, 0]).all())
     assert (torch.isfinite(scores).sum(1) == 10).all()                        # beam_size items
     assert not bool(torch.isnan(scores).any()) and not bool(torch.isposinf(scores).any())
-    model.settings.beam_exclude_history = True
+    model.settings.eval_exclude_history = True
     scores = model.full_sort_predict(users)
     assert (torch.isfinite(scores).sum(1) == 10).all()
     history = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
@@ -145,8 +145,8 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     assert torch.allclose(beam[:, 1:], exact[:, 1:], atol=1e-5)               # default: no exclusion
     for k in (5, 10):
         assert torch.equal(beam.topk(k).indices.sort(1).values, exact.topk(k).indices.sort(1).values)
-    # with beam_exclude_history, beams skip the input history
-    model.settings.beam_exclude_history = True
+    # with eval_exclude_history, beams skip the input history
+    model.settings.eval_exclude_history = True
     model.settings.beam_size = dataset.item_num
     beam = model.full_sort_predict(users)
     history = torch.zeros_like(beam, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
@@ -164,13 +164,13 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     top = small.argmax(1)
     assert torch.allclose(small.max(1).values, exact[torch.arange(len(users)), top], atol=1e-5)
     # ... and without history exclusion, beams may end on history items (scored exactly too)
-    model.settings.beam_exclude_history = False
+    model.settings.eval_exclude_history = False
     unmasked = model.full_sort_predict(users)
     assert bool(torch.isfinite(unmasked[history[:, : unmasked.shape[1]]]).any())
 
 
 def test_beam_exact_agreement_compares_the_rankings_the_evaluator_uses(tiny):
-    """RecBole does not mask history for sequential models: without beam_exclude_history the
+    """RecBole does not mask history for sequential models: without eval_exclude_history the
     check must compare unmasked rankings (it used to mask history in both)."""
     _, _, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6))

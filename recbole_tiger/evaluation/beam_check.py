@@ -22,7 +22,7 @@ def beam_exact_agreement(model, interaction, topk=(5, 10)) -> dict:
 
     Both rankings are the ones RecBole's evaluator ranks: RecBole 1.2.1 does not mask history
     items for sequential models, so history is masked in both only when the model excludes it
-    from its beams (``beam_exclude_history``). They are compared as top-K *sets*: ``differ@K`` =
+    from its beams (``eval_exclude_history``). They are compared as top-K *sets*: ``differ@K`` =
     fraction of users whose beam top-K is not the exact top-K, ``overlap@K`` = mean |beam top-K ∩
     exact top-K| / K. Exact scoring costs ~(number of valid ID prefixes) decoder tokens per user:
     keep batches small.
@@ -37,7 +37,7 @@ def beam_exact_agreement(model, interaction, topk=(5, 10)) -> dict:
     finally:
         model.settings.eval_mode = mode
     excluded = torch.zeros(beam.shape, dtype=torch.bool, device=beam.device)
-    if model.settings.beam_exclude_history:
+    if model.settings.eval_exclude_history:
         excluded.scatter_(1, item_seq, True)
     excluded[:, 0] = True                                                    # padding item
     beam, exact = beam.masked_fill(excluded, float("-inf")), exact.masked_fill(excluded, float("-inf"))

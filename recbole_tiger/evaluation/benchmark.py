@@ -19,9 +19,11 @@ from recbole_tiger.atomic_io import open_atomic, write_text_atomic
 from recbole_tiger.evaluation.results_table import (git_commit, machine_description, merge_curves, merge_rows,
                                                    read_rows, utc_date, write_csv)
 from recbole_tiger.settings import setting
+from recbole_tiger.trainer.history_exclusion import PROTOCOLS
 
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
-KEY = ("model", "preset", "variant", "seed", "budget_min")
+KEY = ("model", "preset", "variant", "seed", "budget_min", "protocol")
+DEFAULT_PROTOCOL = "repeatable"  # rows written before the protocol column had only this one
 # TIGER's property file per preset; "auto" = cpu preset unless CUDA is available.
 TIGER_PRESETS = {"paper": None, "cpu": os.path.join("model", "TIGER-cpu.yaml")}  # under PROPERTIES_DIR
 # Hyper-parameters worth showing next to a model's numbers, when the config has them.
@@ -71,17 +73,20 @@ def default_history_length(dataset):
 
 
 def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides="",
-            history_length=None):
-    """Train/evaluate one model in this process and return its result row (a flat dict)."""
+            history_length=None, protocols=(DEFAULT_PROTOCOL,)):
+    """Train/evaluate one model in this process; one result row (a flat dict) per test protocol.
+    The model is trained and chosen on valid under the first protocol."""
     from recbole_tiger.quick_start import run_recbole_tiger
 
     config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False,
-                   "MAX_ITEM_LIST_LENGTH": history_length or default_history_length(dataset)}
+                   "MAX_ITEM_LIST_LENGTH": history_length or default_history_length(dataset),
+                   "eval_exclude_history": protocols[0] == "exclude_history"}
     result = run_recbole_tiger(model=model, dataset=dataset, config_file_list=config_files or None,
-                               config_dict=config_dict)
+                               config_dict=config_dict, test_protocols=protocols)
     config = result["config"]
     row = {
         "model": model, "preset": preset, "variant": variant, "seed": seed, "budget_min": budget_min, "dataset": dataset,
+        "protocol": result["protocol"], "selected_under": result["protocol"],
         **{f"test_{m}": result["test_result"].get(m) for m in METRICS},
         **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
         "epochs": result["epochs"],
@@ -103,17 +108,24 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         "resume_file": result["resume_file"],
         "resumed_from": setting(config, "resume_from", ""),
     }
-    return row, result["valid_curve"]
+    rows = [row] + [protocol_row(row, protocol, result["test_results"][protocol])
+                    for protocol in protocols if protocol != result["protocol"]]
+    return rows, result["valid_curve"]
+
+
+def protocol_row(row, protocol, test_result):
+    """``row`` (one trained checkpoint) with the test metrics of another evaluation protocol."""
+    return {**row, "protocol": protocol, **{f"test_{m}": test_result.get(m) for m in METRICS}}
 
 
 def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset="", variant="",
-                 history_length=None):
+                 history_length=None, protocols=(DEFAULT_PROTOCOL,)):
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
         cmd = [sys.executable, "-m", "recbole_tiger.evaluation.benchmark", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
-               f"--tiger_preset={preset or 'paper'}", f"--variant={variant}"]
+               f"--tiger_preset={preset or 'paper'}", f"--variant={variant}", "--protocols=" + ",".join(protocols)]
         if history_length:
             cmd.append(f"--history_length={history_length}")
         if config_files:
@@ -139,15 +151,15 @@ def markdown_table(rows, dataset):
     for r in rows:
         label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "") + (
             f" [{r['variant']}]" if r.get("variant") else "")
-        groups.setdefault((label, str(r["budget_min"])), []).append(r)
-    head = ["model", "budget (min)", "seeds"] + [f"test {m}" for m in METRICS] + [
+        groups.setdefault((label, str(r["budget_min"]), r.get("protocol") or DEFAULT_PROTOCOL), []).append(r)
+    head = ["model", "budget (min)", "protocol", "seeds"] + [f"test {m}" for m in METRICS] + [
         "valid ndcg@10", "beam ≠ exact top-10 (users)", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
         "hyper-parameters", "commit", "date", "machine"]
     lines = [f"## Measured on {dataset} (test split unless marked valid)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (model, budget), group in groups.items():
+    for (model, budget, protocol), group in groups.items():
         last = group[-1]
-        cells = [model, budget, str(len(group))] + [_mean_std(r[f"test_{m}"] for r in group) for m in METRICS] + [
+        cells = [model, budget, protocol, str(len(group))] + [_mean_std(r[f"test_{m}"] for r in group) for m in METRICS] + [
             _mean_std(r["valid_ndcg@10"] for r in group),
             "/".join(f"{float(r['beam_differ@10']):.3f} ({r['beam_n_users']})" for r in group
                      if r.get("beam_differ@10") not in (None, "")) or "n/a",
@@ -160,13 +172,17 @@ def markdown_table(rows, dataset):
             last["machine"]]
         lines.append("| " + " | ".join(cells) + " |")
     lengths = sorted({str(r.get("history_length") or "?") for r in rows})
-    lines[1:1] = ["", f"History length (MAX_ITEM_LIST_LENGTH) of the measured rows: {', '.join(lengths)}."]
+    lines[1:1] = ["", f"History length (MAX_ITEM_LIST_LENGTH) of the measured rows: {', '.join(lengths)}. Protocol: "
+                  "repeatable = RecBole's default (a user's history items are ranked like any other item); "
+                  "exclude_history = they are never ranked (eval_exclude_history). Every model is chosen on valid "
+                  "under the repeatable protocol unless its row says otherwise (selected_under in the csv)."]
     if dataset != REFERENCE_DATASET:
         return "\n".join(lines) + "\n"
     lines += ["", "## Reference only: published numbers, not measured here", "",
               "From the TIGER paper (Rajput et al., NeurIPS 2023), Amazon Beauty, test split. Its SASRec and "
               "BERT4Rec numbers come from a different training setup (not RecBole, not this budget), so they "
-              "are not comparable row-for-row with the measured table above.", "",
+              "are not comparable row-for-row with the measured table above. Protocol: unknown (the paper does "
+              "not say whether history items are ranked; on this data no user buys an item twice).", "",
               "| model | recall@5 | ndcg@5 | recall@10 | ndcg@10 |", "|---|---|---|---|---|"]
     for model, ref in REFERENCE.items():
         lines.append(f"| {model} (paper) | {ref['recall@5']:.4f} | {ref['ndcg@5']:.4f} | "
@@ -201,7 +217,10 @@ def write_results(results_dir, dataset, new_rows, new_curves):
     """Merge rows into <dataset>.csv, curves into <dataset>.curves.json; redraw .md and .png."""
     os.makedirs(results_dir, exist_ok=True)
     base = os.path.join(results_dir, dataset)
-    rows = merge_rows(read_rows(base + ".csv"), new_rows, KEY)
+    old_rows = read_rows(base + ".csv")
+    for row in old_rows:
+        row["protocol"] = row.get("protocol") or DEFAULT_PROTOCOL
+    rows = merge_rows(old_rows, new_rows, KEY)
     write_csv(base + ".csv", rows)
     curves = merge_curves(base + ".curves.json", new_curves)
     write_text_atomic(base + ".md", markdown_table(rows, dataset))
@@ -210,6 +229,34 @@ def write_results(results_dir, dataset, new_rows, new_curves):
 
 
 # ----------------------------------------------------------------------------- command line
+def retest(results_dir, dataset, checkpoints, protocols):
+    """Test checkpoints of runs already in ``results_dir``'s table under ``protocols``; each new
+    row copies its run's row (training time, valid metrics, provenance) with the new test
+    metrics and protocol, and says when and with which commit it was tested."""
+    from recbole_tiger.quick_start import build_trainer, load_data_and_model
+
+    base = os.path.join(results_dir, dataset)
+    rows = read_rows(base + ".csv")
+    new_rows = []
+    for checkpoint in checkpoints:
+        trained = [r for r in rows if os.path.abspath(r.get("checkpoint") or "") == os.path.abspath(checkpoint)
+                   and (r.get("protocol") or DEFAULT_PROTOCOL) == (r.get("selected_under") or DEFAULT_PROTOCOL)]
+        if not trained:
+            raise SystemExit(f"benchmark --retest: no row of {base}.csv has checkpoint {checkpoint}")
+        config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+        config["resume_from"] = None
+        trainer = build_trainer(config, model)
+        for protocol in protocols:
+            trainer.set_protocol(protocol)
+            result = trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint)
+            new_rows.append({**protocol_row(trained[-1], protocol, result),
+                             "selected_under": trained[-1].get("selected_under") or DEFAULT_PROTOCOL,
+                             "retested": f"{utc_date()} at {git_commit()}"})
+            print(f"{checkpoint} ({protocol}): " + ", ".join(f"{m}={result.get(m)}" for m in METRICS))
+    write_results(results_dir, dataset, new_rows, {})
+    return new_rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True)
@@ -229,16 +276,32 @@ def main(argv=None):
     parser.add_argument("--merge_from", default=None,
                         help="comma-separated results dirs whose <dataset>.csv/.curves.json rows merge into "
                              "--results_dir (runs made in other sessions or on other machines); runs nothing")
+    parser.add_argument("--protocols", default=DEFAULT_PROTOCOL,
+                        help="evaluation protocols to test each run under, comma-separated: repeatable (RecBole's "
+                             "default: history items are ranked) and/or exclude_history (never ranked); the first "
+                             "one is also used on valid, for model selection")
+    parser.add_argument("--retest", default=None,
+                        help="comma-separated checkpoints of runs already in the results table: test them under "
+                             "--protocols and add those rows (no training)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     config_files = args.config_files.split() if args.config_files else []
+    protocols = tuple(args.protocols.split(","))
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise SystemExit(f"benchmark: --protocols: {protocol!r}, expected some of {sorted(PROTOCOLS)}")
 
     if args.child:  # one model, one seed, in this process
         preset, preset_files = resolve_preset(args.models, args.tiger_preset)
-        row, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
-                             preset, args.variant, " ".join(extra), args.history_length)
-        write_text_atomic(args.child_out, json.dumps({"row": row, "curve": curve}))
+        rows, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
+                              preset, args.variant, " ".join(extra), args.history_length, protocols)
+        write_text_atomic(args.child_out, json.dumps({"rows": rows, "curve": curve}))
+        return
+
+    if args.retest:
+        rows = retest(args.results_dir, args.dataset, args.retest.split(","), protocols)
+        print(f"{len(rows)} rows added to {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
         return
 
     if args.merge_from:
@@ -257,12 +320,13 @@ def main(argv=None):
         preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
             out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset, args.variant,
-                               args.history_length)
+                               args.history_length, protocols)
             # Written after every run, so an interrupted benchmark keeps what it finished.
             name = model + (f" ({preset})" if preset else "") + (f" [{args.variant}]" if args.variant else "")
-            write_results(args.results_dir, args.dataset, [out["row"]],
+            write_results(args.results_dir, args.dataset, out["rows"],
                           {f"{name} seed={seed} budget={args.budget:g}": out["curve"]})
-            print(f"{model} seed={seed}: " + ", ".join(f"{m}={out['row'][f'test_{m}']}" for m in METRICS))
+            for row in out["rows"]:
+                print(f"{model} seed={seed} ({row['protocol']}): " + ", ".join(f"{m}={row[f'test_{m}']}" for m in METRICS))
     print(f"results in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
 
 

@@ -31,7 +31,7 @@ class TIGERSettings:
     # ranking
     beam_size: int = 20
     length_bucket_size: int = 64
-    beam_exclude_history: bool = False
+    eval_exclude_history: bool = False  # the protocol (overall.yaml); True: beams skip history IDs
     eval_mode: str = "beam"            # mutable at run time: the beam-vs-exact check switches it
     tie_break: str = "popularity"
     topk: list = field(default_factory=lambda: [10])

@@ -203,19 +203,3 @@ class TimeBudgetMixin:
                 scheduler.last_epoch = int(state.get("step", 0))
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch} "
                          f"({self._seconds_before:.0f}s of the budget already spent)")
-
-
-_BUDGETED = {}
-
-
-def with_time_budget(trainer_class):
-    """`trainer_class` with TimeBudgetMixin mixed in (same name, cached).
-
-    Trainers outside RecBole's ``Trainer`` family (e.g. DecisionTreeTrainer) have a
-    different fit loop and are returned unchanged.
-    """
-    if not issubclass(trainer_class, Trainer) or issubclass(trainer_class, TimeBudgetMixin):
-        return trainer_class
-    if trainer_class not in _BUDGETED:
-        _BUDGETED[trainer_class] = type(trainer_class.__name__, (TimeBudgetMixin, trainer_class), {})
-    return _BUDGETED[trainer_class]

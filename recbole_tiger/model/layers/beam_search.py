@@ -23,10 +23,13 @@ def constrained_beam_search(decoder, trie: PrefixTrie, batch_size: int, beam_siz
     Invalid continuations are masked to -inf before each top-k, so every finite beam is a
     real item ID. If a level has fewer valid prefixes than ``beam_size`` the surplus beams
     are "dead": score -inf, leaf -1. ``banned_leaf`` [B, N_leaves] (bool) additionally
-    excludes complete IDs at the last level (e.g. items the evaluator will mask anyway).
+    excludes complete IDs (e.g. items the evaluator will mask anyway), and with them every
+    prefix all of whose IDs are banned, so a beam is never spent on a prefix that can only
+    end banned: as long as the trie has ``beam_size`` allowed IDs, all beams end on one.
 
     Returns leaf [B, W] (trie leaf index or -1) and score [B, W] (descending per row).
     """
+    dead = None if banned_leaf is None else _dead_nodes(trie, banned_leaf)
     node = torch.zeros(batch_size, 1, dtype=torch.long, device=device)      # [B, W] trie nodes
     score = torch.zeros(batch_size, 1, device=device)                        # [B, W]
     codes = None
@@ -34,8 +37,8 @@ def constrained_beam_search(decoder, trie: PrefixTrie, batch_size: int, beam_siz
         logp = decoder.step(codes, level)                                     # [B, W, K]
         child = trie.child(level)[node.clamp(min=0)]                         # [B, W, K]
         allowed = child >= 0
-        if banned_leaf is not None and level + 1 == trie.n_levels:
-            allowed &= ~banned_leaf.gather(1, child.clamp(min=0).flatten(1)).view_as(child)
+        if dead is not None:
+            allowed &= ~dead[level].gather(1, child.clamp(min=0).flatten(1)).view_as(child)
         cand = torch.where(allowed, score.unsqueeze(-1) + logp, float("-inf"))
         n_keep = min(beam_size, cand.shape[1] * cand.shape[2])
         score, flat = cand.flatten(1).topk(n_keep, dim=1)                    # [B, W']
@@ -45,6 +48,18 @@ def constrained_beam_search(decoder, trie: PrefixTrie, batch_size: int, beam_siz
         if level + 1 < trie.n_levels:                                         # last step: no reuse
             decoder.reorder(flat // cand.shape[2])
     return node, score
+
+
+def _dead_nodes(trie: PrefixTrie, banned_leaf: torch.Tensor):
+    """Per level l, [B, N_{l+1}] bool: nodes of depth l+1 none of whose leaves is allowed
+    (the last entry is ``banned_leaf`` itself)."""
+    dead = [banned_leaf]
+    for level in range(trie.n_levels - 1, 0, -1):
+        parent = trie.parent(level)                                          # [N_{l+1}] -> depth l
+        alive = torch.zeros(len(banned_leaf), trie.n_nodes(level), device=banned_leaf.device)
+        alive.index_add_(1, parent, (~dead[0]).float())
+        dead.insert(0, alive == 0)
+    return dead
 
 
 @torch.no_grad()

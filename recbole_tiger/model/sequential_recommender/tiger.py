@@ -364,11 +364,11 @@ class TIGER(SequentialRecommender):
             for idx in bucket.split(self._exact_users_per_chunk()) if self.settings.eval_mode == "exact" else [bucket]:
                 decoder = self._start_decoding(item_seq[idx, :n], seq_len[idx], user[idx])
                 if self.settings.eval_mode == "beam":
-                    # With beam_exclude_history, beams never end on an ID whose items are all in the
+                    # With eval_exclude_history, beams never end on an ID whose items are all in the
                     # history: masking them afterwards would leave fewer than K ranked items (and
                     # torch.topk fills the gap with the lowest item ids, which can fake hits).
                     banned = (self.trie.leaves_within(item_seq[idx], self.n_items)
-                              if self.settings.beam_exclude_history else None)
+                              if self.settings.eval_exclude_history else None)
                     leaf, score = constrained_beam_search(decoder, self.trie, len(idx), self.settings.beam_size,
                                                           item_seq.device, banned_leaf=banned)
                 else:
