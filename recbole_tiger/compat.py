@@ -24,3 +24,44 @@ def load_checkpoint(path, device=None):
     globally (e.g. with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD).
     """
     return torch.load(path, map_location=device, weights_only=False)
+
+
+# 2. RecBole's distributed path assumes CUDA: Config initialises the process group with the
+#    `nccl` backend and a CUDA device per rank, and the trainer wraps the model in
+#    DistributedDataParallel(device_ids=[local_rank]), which a CPU module rejects. Without
+#    CUDA, ranks use `gloo` on the CPU (`init_cpu_process_group`, called by our Config) and
+#    DDP gets no device ids. With CUDA nothing changes.
+import recbole.trainer.trainer as _recbole_trainer  # noqa: E402
+
+_RecBoleDDP = _recbole_trainer.DistributedDataParallel
+
+
+def _device_aware_ddp(module, device_ids=None, **kwargs):
+    if next(module.parameters()).device.type == "cpu":
+        device_ids = None
+    return _RecBoleDDP(module, device_ids=device_ids, **kwargs)
+
+
+_recbole_trainer.DistributedDataParallel = _device_aware_ddp
+
+
+def init_cpu_process_group(config_dict):
+    """What RecBole's ``Config._init_device`` does for a distributed rank, on the CPU with gloo."""
+    rank = config_dict["local_rank"] + (config_dict.get("offset") or 0)
+    torch.distributed.init_process_group(
+        backend="gloo", rank=rank, world_size=config_dict["world_size"],
+        init_method=f"tcp://{config_dict['ip']}:{config_dict['port']}",
+    )
+    config_dict["device"] = torch.device("cpu")
+    config_dict["single_spec"] = False
+    if config_dict["local_rank"] != 0:  # as RecBole: only rank 0 logs and shows progress
+        config_dict["state"] = "error"
+        config_dict["show_progress"] = False
+        config_dict["verbose"] = False
+
+
+def distributed_rank():
+    """This process's rank, or None outside a process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return None

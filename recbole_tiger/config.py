@@ -61,6 +61,19 @@ class Config(RecBoleConfig):
                         k for k in loaded if k not in self.parameters["Dataset"]
                     ]
 
+    def _init_device(self):
+        """RecBole's, except that distributed ranks without CUDA use gloo on the CPU
+        (RecBole 1.2.1 hard-codes nccl and CUDA devices)."""
+        import torch
+
+        cfg = self.final_config_dict
+        if "local_rank" in cfg and (not torch.cuda.is_available() or cfg.get("use_gpu") is False):
+            from recbole_tiger.compat import init_cpu_process_group
+
+            init_cpu_process_group(cfg)
+            return
+        super()._init_device()
+
     def _set_default_parameters(self):
         # RecBole's default samples one negative per positive, then rejects that for its own
         # cross-entropy sequential models (GRU4Rec, NARM, ... run with their defaults fail with

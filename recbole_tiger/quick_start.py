@@ -92,7 +92,9 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
                                                       show_progress=config["show_progress"])
             logger.info(set_color(f"test result ({protocol})", "yellow") + f": {test_results[protocol]}")
             trainer.set_protocol(trained_protocol)
-    beam_check = beam_vs_exact(model, test_data, setting(config, "beam_check_users", 0))
+    beam_check = None
+    if config["local_rank"] == 0:  # one rank is enough for a sample of users
+        beam_check = beam_vs_exact(model, test_data, setting(config, "beam_check_users", 0))
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -118,6 +120,30 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "resume_file": trainer.resume_file if saved else None,
         "config": config,
     }
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, nproc=1, world_size=-1,
+        ip="localhost", port="5678", group_offset=0):
+    """``run_recbole_tiger`` in one process, or RecBole's distributed training: ``nproc`` processes
+    on this machine (ranks ``group_offset`` ..), ``world_size`` processes over all machines
+    (default ``nproc``), rendezvous at ``ip:port``. RecBole's ``recbole.quick_start.run`` with
+    plugin models; each rank uses one GPU if CUDA is available, else the CPU (gloo). Returns
+    rank 0's result (on the machine with group_offset 0)."""
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_tiger(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = {**(config_dict or {}), "world_size": nproc if world_size == -1 else world_size, "ip": ip,
+                   "port": str(port), "nproc": nproc, "offset": group_offset}
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue):
+    result = run_recbole_tiger(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved)
+    if rank == 0 and config_dict["offset"] == 0:
+        queue.put(result)
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
@@ -150,6 +176,8 @@ def load_data_and_model(model_file):
     # numpy aliases (np.float, ...) RecBole's metrics still use: a Config sets them when it is
     # built, not when it is unpickled, so a fresh process would fail at its first evaluation.
     config.compatibility_settings()
+    if not config["single_spec"]:  # a checkpoint of distributed training, loaded in one process
+        config["single_spec"], config["world_size"] = True, 1
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()

@@ -46,9 +46,16 @@ class TIGERDataset(SequentialDataset):
     def load_semantic_ids(self):
         """The pre-stage: this dataset's semantic-ID artifact, built first if missing or stale,
         checked against the settings that describe it and against the item ids."""
+        from recbole_tiger.compat import distributed_rank
         from recbole_tiger.semantic_ids import load_or_build_semantic_ids
 
+        # Distributed training: rank 0 builds the artifact, the other ranks wait, then load it.
+        rank = distributed_rank()
+        if rank not in (None, 0):
+            torch.distributed.barrier()
         semantic_ids = load_or_build_semantic_ids(self.config, self)
+        if rank == 0:
+            torch.distributed.barrier()
         check_vocabulary(self.config, semantic_ids)
         semantic_ids.validate(self.item_num)
         return semantic_ids

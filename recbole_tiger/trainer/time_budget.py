@@ -48,6 +48,11 @@ class TimeBudgetMixin:
         # RecBole names checkpoints <Model>-<local time, seconds>.pth: two runs started in the
         # same second (a benchmark's or a sweep's side-by-side jobs) would write one file.
         self.saved_model_file = f"{self.saved_model_file[:-4]}-{os.getpid()}.pth"
+        self.distributed = not config["single_spec"]
+        if self.distributed:  # one run, one checkpoint: every rank uses rank 0's file name
+            name = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(name, src=0)
+            self.saved_model_file = name[0]
         budget = config["train_time_budget"]
         self.time_budget_s = None if budget is None else float(budget) * 60.0
         self.budget_exhausted = False
@@ -105,14 +110,23 @@ class TimeBudgetMixin:
         self.train_seconds += time() - start
         self.epochs_done += 1
         self.last_train_loss = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
-        if self.time_budget_s is not None and self._elapsed() >= self.time_budget_s:
-            self.budget_exhausted = True
+        if self.time_budget_s is not None:
+            self.budget_exhausted = self._any_rank(self._elapsed() >= self.time_budget_s)
         # The last epoch (by budget or by `epochs`) is validated even if eval_step would skip
         # it: its checkpoint may be the best, and a run must never end without a checkpoint.
         if (self.budget_exhausted or epoch_idx + 1 >= self.epochs) and self.eval_step > 0:
             self.eval_step = 1
         self._epoch_done = epoch_idx
         return loss
+
+    def _any_rank(self, flag):
+        """``flag`` of this process, or of any rank in distributed training, so that every rank
+        stops after the same epoch (ranks' clocks differ by a little)."""
+        if not self.distributed:
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item() > 0)
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -132,6 +146,8 @@ class TimeBudgetMixin:
     # -- checkpoint loading through compat.load_checkpoint (torch>=2.6 weights_only) --
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model:
+            if self.distributed:  # rank 0 writes the checkpoint: every rank reads it once it is there
+                torch.distributed.barrier()
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = load_checkpoint(checkpoint_file, self.device)
             self.model.load_state_dict(checkpoint["state_dict"])
