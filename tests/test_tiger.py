@@ -471,3 +471,25 @@ def test_cpu_preset_runs_end_to_end(tiny_config):
         "last", "item", 0, 0.0)
     assert [row["epoch"] for row in result["valid_curve"]] == [2, 3]  # eval_step 2: last epoch still validated
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+
+
+def test_tied_code_embeddings_share_one_matrix_and_train(tiny):
+    model = make_model(tiny, config_overrides={"tie_code_embeddings": True}).train()
+    assert model.code_head is None
+    untied = make_model(tiny)
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == \
+        model.n_code_tokens * model.settings.d_model
+    rows = training_rows(tiny[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = model.calculate_loss(rows)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    # the output weights of the code tokens are their input embeddings (one storage)
+    assert model.code_weight().untyped_storage().data_ptr() == model.token_embedding.weight.untyped_storage().data_ptr()
+    scores = model.eval().full_sort_predict(tiny[2])
+    assert bool(torch.isfinite(scores).sum(1).ge(10).all())

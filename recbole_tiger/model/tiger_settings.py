@@ -25,6 +25,7 @@ class TIGERSettings:
     n_user_tokens: int = 0
     encoder_tokens: str = "code"
     initializer_range: float = 0.02
+    tie_code_embeddings: bool = False  # output layer = the code tokens' input embeddings (T5, GRID)
     # training
     train_targets: str = "last"
     sequence_stride: int = None        # None = MAX_ITEM_LIST_LENGTH // 2 (filled in by from_config)

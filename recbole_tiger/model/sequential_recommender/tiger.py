@@ -145,7 +145,10 @@ class TIGER(SequentialRecommender):
         else:
             self.encoder = Encoder(n_layers=s.n_encoder_layers, attn_dropout=s.attn_dropout_prob, **sizes)
             self.decoder = Decoder(n_layers=s.n_decoder_layers, attn_dropout=s.attn_dropout_prob, **sizes)
-        self.code_head = nn.Linear(s.d_model, self.n_code_tokens, bias=False)
+        # Output layer over code tokens: its own matrix, or (``tie_code_embeddings``) the code
+        # tokens' input embeddings, as T5 and GRID's TIGER tie them (T5 then scales h by
+        # d_model**-0.5 first).
+        self.code_head = None if s.tie_code_embeddings else nn.Linear(s.d_model, self.n_code_tokens, bias=False)
 
         # parameters initialization
         for name, module in self.named_children():
@@ -241,7 +244,7 @@ class TIGER(SequentialRecommender):
         levels' codes at -inf)."""
         memory, mask = self.encode(item_seq, item_seq_len, user_id)
         h = self.decoder(self._teacher_forced_input(target_codes), memory, mask)                                   # [B, L, D]
-        return self.code_head(h) + self.level_mask
+        return self.code_logits(h) + self.level_mask
 
     def _teacher_forced_input(self, target_codes):
         """Decoder input for teacher forcing: [BOS, c_1, ..., c_{L-1}] embedded with their
@@ -253,8 +256,21 @@ class TIGER(SequentialRecommender):
     def level_log_probs(self, h, level):
         """h [..., D] -> log-probs over level ``level``'s codes [..., K_level]"""
         start = int(self.level_offset[level])
-        weight = self.code_head.weight[start : start + self.codebook_sizes[level]]
-        return F.log_softmax(h @ weight.T, dim=-1)
+        weight = self.code_weight()[start : start + self.codebook_sizes[level]]
+        return F.log_softmax(self._output_scale(h) @ weight.T, dim=-1)
+
+    def code_weight(self):
+        """[V_code, D] output weights of the code tokens (tied: their input embeddings)."""
+        if self.code_head is None:
+            return self.token_embedding.weight[N_SPECIAL : N_SPECIAL + self.n_code_tokens]
+        return self.code_head.weight
+
+    def _output_scale(self, h):
+        return h * self.settings.d_model ** -0.5 if self.code_head is None else h
+
+    def code_logits(self, h):
+        """h [..., D] -> logits over all code tokens [..., V_code]"""
+        return self._output_scale(h) @ self.code_weight().T
 
     def length_buckets(self, item_seq_len):
         """Row indices in buckets of ``length_bucket_size`` rows of similar history length, each
@@ -286,7 +302,7 @@ class TIGER(SequentialRecommender):
         batch's anchor rows (other rows: nothing to do)."""
         windows, n_items, users, first = self._training_windows(interaction)
         if len(windows) == 0:  # no anchor row in this batch: a zero loss that still backprops
-            return self.code_head.weight.sum() * 0.0
+            return self.code_weight().sum() * 0.0
         logits, labels = [], []
         for idx, n in self.length_buckets(n_items):
             win = windows[idx, :n]                                           # [b, n] items
@@ -301,7 +317,7 @@ class TIGER(SequentialRecommender):
             u = int(self.settings.n_user_tokens > 0)
             sees = torch.arange(memory.shape[1], device=win.device) <= (t + u)[:, None]   # [M, S]
             h = self.decoder(x, memory, sees, memory_index=row)              # [M, L, D]
-            logits.append(self.code_head(h) + self.level_mask)               # [M, L, V]
+            logits.append(self.code_logits(h) + self.level_mask)             # [M, L, V]
             labels.append(codes + self.level_offset)
         return F.cross_entropy(torch.cat(logits).flatten(0, 1), torch.cat(labels).flatten())
 
