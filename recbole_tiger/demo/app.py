@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 from recbole_tiger.demo.backend import DemoError  # noqa: E402
 
 USER_COLUMNS = ["rank", "item", "title", "semantic ID"]
+TOP_WIDTHS = ["7%", "17%", "40%", "16%", "12%", "8%"]  # rank, item, title, ID, score, held-out
 
 
 def _frame(rows, columns):
@@ -44,13 +45,14 @@ def build_app(backend=None, load_error=None, lm_answer=None):
                                    elem_id="history-box")
                 go = gr.Button("Recommend", variant="primary", elem_id="recommend")
             message = gr.HTML(_message("Pick a user and press Recommend."))
-            history = gr.Dataframe(label="history (oldest first)", elem_id="history-table", interactive=False)
+            history = gr.Dataframe(label="history (oldest first)", elem_id="history-table", interactive=False,
+                                   wrap=True, column_widths=["8%", "14%", "60%", "18%"])
             with gr.Row():
                 tiger = gr.Dataframe(label="TIGER top-10 (beam log-probability of the ID)", elem_id="tiger-table",
-                                     interactive=False)
+                                     interactive=False, wrap=True, column_widths=TOP_WIDTHS)
                 baseline = gr.Dataframe(label=f"{backend.baseline_name or 'baseline'} top-10",
-                                        elem_id="baseline-table", interactive=False,
-                                        visible=backend.baseline is not None)
+                                        elem_id="baseline-table", interactive=False, wrap=True,
+                                        column_widths=TOP_WIDTHS, visible=backend.baseline is not None)
 
             def recommend(user_token, typed_history):
                 try:
