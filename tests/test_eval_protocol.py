@@ -85,3 +85,20 @@ def test_exclude_history_masks_sampled_candidates(tiny_config):
             checked += int(seen.sum())
     assert checked > 0  # the sampler did draw history items as negatives
     assert not math.isnan(trainer.evaluate(test_data, load_best_model=False)["ndcg@10"])
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_topk_output_gives_the_dense_metrics(tiny_config, exclude):
+    """eval_output: topk (no [users x items] matrix) evaluates exactly as the dense path."""
+    config, model, trainer, test_data = trained("TIGER", tiny_config, exclude=exclude)
+    dense = trainer.evaluate(test_data, load_best_model=False)
+    config["eval_output"] = "topk"
+    model.settings.eval_output = "topk"
+    topk_trainer = build_trainer(config, model)
+    assert topk_trainer.topk_output
+    assert topk_trainer.evaluate(test_data, load_best_model=False) == dense
+    # the same items in the same order as the dense scores' top-10
+    batch = next(iter(test_data))[0]
+    values, items = model.full_sort_topk(batch, 10)
+    dense_scores = model.full_sort_predict(batch)
+    assert torch.equal(items, dense_scores.topk(10, dim=1).indices)

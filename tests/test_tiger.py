@@ -493,3 +493,18 @@ def test_tied_code_embeddings_share_one_matrix_and_train(tiny):
     assert model.code_weight().untyped_storage().data_ptr() == model.token_embedding.weight.untyped_storage().data_ptr()
     scores = model.eval().full_sort_predict(tiny[2])
     assert bool(torch.isfinite(scores).sum(1).ge(10).all())
+
+
+@pytest.mark.parametrize("tie_break", ["popularity", "cosine"])
+def test_topk_output_ranks_like_the_dense_scores_with_shared_ids(tiny, tie_break):
+    """Without the collision level several items share an ID: full_sort_topk orders them by the
+    same tie-break as full_sort_predict's dense scores."""
+    _, dataset, users = tiny
+    codes = random_codes(dataset.item_num, (4, 8), seed=3, distinct=False)
+    emb = torch.randn(dataset.item_num, 5, generator=torch.Generator().manual_seed(4))
+    emb[0] = 0
+    model = make_model(tiny, sizes=(4, 8), codes=codes, dedup=False, item_embeddings=emb,
+                       config_overrides={"tie_break": tie_break})
+    values, items = model.full_sort_topk(users, 10)
+    dense = model.full_sort_predict(users).topk(10, dim=1)
+    assert torch.equal(items, dense.indices) and torch.equal(values, dense.values.double())

@@ -20,8 +20,11 @@ class ColdStartMetrics:
         cold = count[positive_i] == 0
         if not bool(cold.any()):
             return
-        _, topk_idx = torch.topk(scores, max(self.topk), dim=-1)    # [B, K]
-        users, items = positive_u.to(scores.device)[cold], positive_i.to(scores.device)[cold]
+        if isinstance(scores, torch.Tensor):
+            topk_idx = torch.topk(scores, max(self.topk), dim=-1).indices     # [B, K]
+        else:                                                       # TopKScores (eval_output: topk)
+            topk_idx = scores.indices[:, : max(self.topk)]
+        users, items = positive_u.to(topk_idx.device)[cold], positive_i.to(topk_idx.device)[cold]
         self.hits.append((topk_idx[users] == items[:, None]).cpu())
 
     @property

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from recbole_tiger.settings import check_choice, settings_from_config
 
 EVAL_MODES = ("beam", "exact")
+EVAL_OUTPUTS = ("dense", "topk")
 TIE_BREAKS = ("popularity", "cosine")
 ENCODER_TOKENS = ("code", "item")
 TRAIN_TARGETS = ("last", "all")
@@ -34,6 +35,7 @@ class TIGERSettings:
     length_bucket_size: int = 64
     eval_exclude_history: bool = False  # the protocol (overall.yaml); True: beams skip history IDs
     eval_mode: str = "beam"            # mutable at run time: the beam-vs-exact check switches it
+    eval_output: str = "dense"         # dense: RecBole's [users, items] scores; topk: top-K only
     tie_break: str = "popularity"
     topk: list = field(default_factory=lambda: [10])
 
@@ -56,6 +58,7 @@ class TIGERSettings:
 
     def check(self, max_seq_length):
         check_choice("TIGER", "eval_mode", self.eval_mode, EVAL_MODES)
+        check_choice("TIGER", "eval_output", self.eval_output, EVAL_OUTPUTS)
         check_choice("TIGER", "tie_break", self.tie_break, TIE_BREAKS)
         check_choice("TIGER", "encoder_tokens", self.encoder_tokens, ENCODER_TOKENS)
         check_choice("TIGER", "train_targets", self.train_targets, TRAIN_TARGETS)

@@ -8,6 +8,7 @@ evaluation alike, here in the trainer rather than in each model. TIGER additiona
 history items out of its beams (so it still ranks K items; see the model).
 """
 import numpy as np
+import torch
 
 PROTOCOLS = {"repeatable": False, "exclude_history": True}  # name -> eval_exclude_history
 
@@ -40,7 +41,7 @@ class ExcludeHistoryMixin:
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
         history = self._history(interaction)
-        if history is not None:
+        if history is not None and isinstance(scores, torch.Tensor):  # (a top-K model excluded them itself)
             scores.scatter_(1, history, -np.inf)                         # padding 0 is -inf already
         return interaction, scores, positive_u, positive_i
 

@@ -14,6 +14,7 @@ from recbole.trainer import Trainer
 from recbole.utils import EvaluatorType, set_color
 
 from recbole_tiger.evaluation.cold_start import ColdStartMetrics
+from recbole_tiger.evaluation.topk_collector import TopKCollector, TopKScores
 from recbole_tiger.settings import setting
 
 
@@ -22,6 +23,10 @@ class TIGERTrainer(Trainer):
         super().__init__(config, model)
         self.cold_start_eval = bool(config["cold_start_eval"])
         self._cold_start = None  # ColdStartMetrics while evaluating
+        # eval_output: topk — the model hands over each user's top-K, never a [users x items] matrix
+        self.topk_output = model.settings.eval_output == "topk"
+        if self.topk_output:
+            self.eval_collector = TopKCollector(config)
 
     # ------------------------------------------------------------------ learning-rate schedule
     def _build_optimizer(self, **kwargs):
@@ -56,7 +61,12 @@ class TIGERTrainer(Trainer):
         return result
 
     def _full_sort_batch_eval(self, batched_data):
-        out = super()._full_sort_batch_eval(batched_data)
+        if self.topk_output:
+            interaction, _, positive_u, positive_i = batched_data
+            values, indices = self.model.full_sort_topk(interaction.to(self.device), max(self.config["topk"]))
+            out = interaction, TopKScores(values, indices, self.model.n_items), positive_u, positive_i
+        else:
+            out = super()._full_sort_batch_eval(batched_data)
         if self._cold_start is not None:
             self._cold_start.add(*out[1:])
         return out

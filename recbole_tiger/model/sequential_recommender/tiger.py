@@ -396,6 +396,35 @@ class TIGER(SequentialRecommender):
                 out[idx] = scores
         return out
 
+    @torch.no_grad()
+    def full_sort_topk(self, interaction, k):
+        """The top-``k`` items per user and their scores, ranked as ``full_sort_predict`` ranks them,
+        without its [B, n_items] score matrix (``eval_output: topk``: at catalogue sizes where
+        that matrix is the cost).  -> values [B, k] (-inf where fewer), item ids [B, k]"""
+        if self.settings.eval_mode != "beam":
+            raise ValueError("TIGER: eval_output=topk needs eval_mode=beam (exact mode scores every item).")
+        item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        user = interaction[self.USER_ID]
+        values = torch.full((len(item_seq), k), float("-inf"), dtype=torch.float64, device=item_seq.device)
+        indices = torch.zeros(len(item_seq), k, dtype=torch.long, device=item_seq.device)
+        for idx, n in self.length_buckets(seq_len):
+            decoder = self._start_decoding(item_seq[idx, :n], seq_len[idx], user[idx])
+            banned = (self.trie.leaves_within(item_seq[idx], self.n_items)
+                      if self.settings.eval_exclude_history else None)
+            leaf, score = constrained_beam_search(decoder, self.trie, len(idx), self.settings.beam_size,
+                                                  item_seq.device, banned_leaf=banned)
+            items = self.trie.leaf_items[leaf.clamp(min=0)]                  # [b, W, G], 0 = none
+            item_score = score.unsqueeze(-1).expand(items.shape)
+            if self.use_tie_break:
+                item_score = item_scoring.lexicographic(
+                    item_score, self._tie_break_score(items, item_seq[idx], seq_len[idx]))
+            valid = (items > 0) & (leaf >= 0).unsqueeze(-1)
+            item_score = torch.where(valid, item_score.double(), float("-inf")).flatten(1)
+            top = item_score.topk(min(k, item_score.shape[1]), dim=1)
+            values[idx, : top.values.shape[1]] = top.values
+            indices[idx, : top.values.shape[1]] = items.flatten(1).gather(1, top.indices)
+        return values, indices
+
     # ------------------------------------------------------------------ scoring helpers
     def _start_decoding(self, item_seq, item_seq_len, user_id):
         memory, mask = self.encode(item_seq, item_seq_len, user_id)
