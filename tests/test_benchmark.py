@@ -162,3 +162,26 @@ def test_both_protocols_from_one_run_and_a_retest_of_its_checkpoint(tiny_config,
         main(common + [f"--retest={tmp_path / 'other.pth'}"])
     with pytest.raises(SystemExit, match="--protocols"):
         main(common + ["--protocols=masked"])
+
+
+def test_commit_stamp_ignores_results_and_docs(tmp_path, monkeypatch):
+    """Rows are stamped "+dirty" when the code differs from the commit, not when a results table
+    or the README is being rewritten (as it is while runs go on)."""
+    import subprocess
+
+    from recbole_tiger.evaluation import results_table
+
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    for name in ("code.py", "results/t.csv", "README.md"):
+        (repo / name).write_text("a\n")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "."], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], cwd=repo, check=True)
+    monkeypatch.setattr(results_table, "REPO_ROOT", str(repo))
+    (repo / "results" / "t.csv").write_text("b\n")
+    (repo / "README.md").write_text("b\n")
+    assert not results_table.git_commit().endswith("+dirty")
+    (repo / "code.py").write_text("b\n")
+    assert results_table.git_commit().endswith("+dirty")

@@ -218,7 +218,7 @@ def write_results(results_dir, dataset, new_rows, new_curves):
     os.makedirs(results_dir, exist_ok=True)
     base = os.path.join(results_dir, dataset)
     old_rows = read_rows(base + ".csv")
-    for row in old_rows:
+    for row in old_rows + list(new_rows):  # rows written before the protocol column had one protocol
         row["protocol"] = row.get("protocol") or DEFAULT_PROTOCOL
     rows = merge_rows(old_rows, new_rows, KEY)
     write_csv(base + ".csv", rows)
