@@ -480,9 +480,9 @@ def test_tied_code_embeddings_share_one_matrix_and_train(tiny):
     assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == \
         model.n_code_tokens * model.settings.d_model
     rows = training_rows(tiny[1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
-    for _ in range(5):
+    for _ in range(10):
         optimizer.zero_grad()
         loss = model.calculate_loss(rows)
         loss.backward()

@@ -146,8 +146,9 @@ class TIGER(SequentialRecommender):
             self.encoder = Encoder(n_layers=s.n_encoder_layers, attn_dropout=s.attn_dropout_prob, **sizes)
             self.decoder = Decoder(n_layers=s.n_decoder_layers, attn_dropout=s.attn_dropout_prob, **sizes)
         # Output layer over code tokens: its own matrix, or (``tie_code_embeddings``) the code
-        # tokens' input embeddings, as T5 and GRID's TIGER tie them (T5 then scales h by
-        # d_model**-0.5 first).
+        # tokens' input embeddings, as T5 and GRID's TIGER tie them. No d_model**-0.5 rescaling
+        # as in T5: that goes with T5's std-1 embeddings; ours start at initializer_range, where
+        # the rescaled logits were 10x smaller than an untied head's and learning started late.
         self.code_head = None if s.tie_code_embeddings else nn.Linear(s.d_model, self.n_code_tokens, bias=False)
 
         # parameters initialization
@@ -257,7 +258,7 @@ class TIGER(SequentialRecommender):
         """h [..., D] -> log-probs over level ``level``'s codes [..., K_level]"""
         start = int(self.level_offset[level])
         weight = self.code_weight()[start : start + self.codebook_sizes[level]]
-        return F.log_softmax(self._output_scale(h) @ weight.T, dim=-1)
+        return F.log_softmax(h @ weight.T, dim=-1)
 
     def code_weight(self):
         """[V_code, D] output weights of the code tokens (tied: their input embeddings)."""
@@ -265,12 +266,9 @@ class TIGER(SequentialRecommender):
             return self.token_embedding.weight[N_SPECIAL : N_SPECIAL + self.n_code_tokens]
         return self.code_head.weight
 
-    def _output_scale(self, h):
-        return h * self.settings.d_model ** -0.5 if self.code_head is None else h
-
     def code_logits(self, h):
         """h [..., D] -> logits over all code tokens [..., V_code]"""
-        return self._output_scale(h) @ self.code_weight().T
+        return h @ self.code_weight().T
 
     def length_buckets(self, item_seq_len):
         """Row indices in buckets of ``length_bucket_size`` rows of similar history length, each
