@@ -37,6 +37,7 @@ class TIGERSettings:
     eval_mode: str = "beam"            # mutable at run time: the beam-vs-exact check switches it
     eval_output: str = "dense"         # dense: RecBole's [users, items] scores; topk: top-K only
     tie_break: str = "popularity"
+    popularity_penalty: float = 0.0    # α: rank by log P(ID | history) − α·log P_train(ID); 0 = the paper's
     topk: list = field(default_factory=lambda: [10])
 
     @classmethod

@@ -7,7 +7,7 @@ All three walk the ID one level at a time with a ``decoder`` object that has
   ``reorder(parent [B, W'])``  (new prefix j continues old prefix parent[:, j]: keep its cache)
 Everything is batched over users and prefixes; the only Python loop is over the n_levels steps.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -16,7 +16,8 @@ from .prefix_trie import PrefixTrie
 
 @torch.no_grad()
 def constrained_beam_search(decoder, trie: PrefixTrie, batch_size: int, beam_size: int,
-                            device, banned_leaf: Optional[torch.Tensor] = None
+                            device, banned_leaf: Optional[torch.Tensor] = None,
+                            node_bias: Optional[List[torch.Tensor]] = None
                             ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top ``beam_size`` complete IDs per user by sequence log-probability.
 
@@ -26,6 +27,8 @@ def constrained_beam_search(decoder, trie: PrefixTrie, batch_size: int, beam_siz
     excludes complete IDs (e.g. items the evaluator will mask anyway), and with them every
     prefix all of whose IDs are banned, so a beam is never spent on a prefix that can only
     end banned: as long as the trie has ``beam_size`` allowed IDs, all beams end on one.
+    ``node_bias[l]`` [N_{l+1}] is added to the score of each depth-(l+1) node when it is reached
+    (e.g. a popularity penalty that telescopes along the path).
 
     Returns leaf [B, W] (trie leaf index or -1) and score [B, W] (descending per row).
     """
@@ -39,6 +42,8 @@ def constrained_beam_search(decoder, trie: PrefixTrie, batch_size: int, beam_siz
         allowed = child >= 0
         if dead is not None:
             allowed &= ~dead[level].gather(1, child.clamp(min=0).flatten(1)).view_as(child)
+        if node_bias is not None:
+            logp = logp + node_bias[level][child.clamp(min=0)]
         cand = torch.where(allowed, score.unsqueeze(-1) + logp, float("-inf"))
         n_keep = min(beam_size, cand.shape[1] * cand.shape[2])
         score, flat = cand.flatten(1).topk(n_keep, dim=1)                    # [B, W']
@@ -63,7 +68,8 @@ def _dead_nodes(trie: PrefixTrie, banned_leaf: torch.Tensor):
 
 
 @torch.no_grad()
-def exact_leaf_scores(decoder, trie: PrefixTrie, batch_size: int) -> torch.Tensor:
+def exact_leaf_scores(decoder, trie: PrefixTrie, batch_size: int,
+                      node_bias: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
     """Exact log-probability of *every* valid ID: level by level over all valid prefixes.
 
     Cost is sum_l N_l decoder tokens per user (vs ~beam_size * n_levels for beam search), so
@@ -75,6 +81,8 @@ def exact_leaf_scores(decoder, trie: PrefixTrie, batch_size: int) -> torch.Tenso
         logp = decoder.step(codes, level)                                     # [B, N_l, K_l]
         parent, code = trie.parent(level), trie.last_code(level)              # [N_{l+1}]
         step_score = logp[:, parent, code]                                    # [B, N_{l+1}]
+        if node_bias is not None:
+            step_score = step_score + node_bias[level]
         score = step_score if score is None else score[:, parent] + step_score
         codes = code.expand(batch_size, -1)
         if level + 1 < trie.n_levels:

@@ -193,6 +193,7 @@ class TIGER(SequentialRecommender):
     @staticmethod
     def _rebuild_trie_after_load(module, incompatible_keys):
         module.trie.build(module.item_codes)
+        module._popularity_bias_cache = None  # the loaded training counts may differ
 
     # ------------------------------------------------------------------ encoder / decoder
     def encode(self, item_seq, item_seq_len, user_id):
@@ -361,6 +362,9 @@ class TIGER(SequentialRecommender):
         for idx, n in self.length_buckets(u_len):
             decoder = self._start_decoding(u_seq[idx, :n], u_len[idx], u_user[idx])
             scores[idx] = given_id_scores(decoder, self.item_codes[candidates[idx]])
+        bias = self.popularity_bias()
+        if bias is not None:  # the whole path's bias of each candidate's ID
+            scores = scores + bias[1][self.trie.item_leaf[candidates]]
         row_score = scores[group, slot]                                     # [R]
         if self.use_tie_break:
             tb = self._tie_break_score(item[:, None], item_seq, seq_len)[:, 0]
@@ -384,9 +388,10 @@ class TIGER(SequentialRecommender):
                     banned = (self.trie.leaves_within(item_seq[idx], self.n_items)
                               if self.settings.eval_exclude_history else None)
                     leaf, score = constrained_beam_search(decoder, self.trie, len(idx), self.settings.beam_size,
-                                                          item_seq.device, banned_leaf=banned)
+                                                          item_seq.device, banned_leaf=banned,
+                                                          node_bias=self._node_bias())
                 else:
-                    score = exact_leaf_scores(decoder, self.trie, len(idx))
+                    score = exact_leaf_scores(decoder, self.trie, len(idx), node_bias=self._node_bias())
                     leaf = torch.arange(score.shape[1], device=score.device).expand_as(score)
                 scores = self._item_scores(leaf, score, item_seq[idx], seq_len[idx])
                 if out is None:
@@ -410,7 +415,7 @@ class TIGER(SequentialRecommender):
             banned = (self.trie.leaves_within(item_seq[idx], self.n_items)
                       if self.settings.eval_exclude_history else None)
             leaf, score = constrained_beam_search(decoder, self.trie, len(idx), self.settings.beam_size,
-                                                  item_seq.device, banned_leaf=banned)
+                                                  item_seq.device, banned_leaf=banned, node_bias=self._node_bias())
             items = self.trie.leaf_items[leaf.clamp(min=0)]                  # [b, W, G], 0 = none
             item_score = score.unsqueeze(-1).expand(items.shape)
             if self.use_tie_break:
@@ -424,6 +429,43 @@ class TIGER(SequentialRecommender):
         return values, indices
 
     # ------------------------------------------------------------------ scoring helpers
+    def popularity_bias(self):
+        """``popularity_penalty`` α > 0 ranks IDs by log P(ID | history) − α·log P_train(ID) (logit
+        adjustment: generation favours IDs that were frequent in training; this takes part of
+        that prior back out). P_train of a trie node = training interactions of its items (+1
+        per item, so cold items have one) over all. The penalty telescopes along the path:
+        reaching a depth-(l+1) node adds −α·(log P(node) − log P(parent)), so beams compare
+        prefixes by their adjusted scores at every level.
+
+        Returns None for α = 0 (the paper's ranking), else (per level l the bias of each
+        depth-(l+1) node [N_{l+1}], per trie leaf the whole path's bias [N_L])."""
+        alpha = float(self.settings.popularity_penalty or 0.0)
+        if alpha == 0.0:
+            return None
+        cached = getattr(self, "_popularity_bias_cache", None)
+        if cached is not None and cached[0] == alpha and cached[2].device == self.item_codes.device:
+            return cached[1], cached[2]
+        count = self.item_train_count.double() + 1.0
+        leaf_count = torch.zeros(self.trie.n_leaves, dtype=torch.float64, device=count.device)
+        leaf_count.index_add_(0, self.trie.item_leaf[1:], count[1:])
+        counts = [leaf_count]                                                # depth L first
+        for level in range(self.n_levels - 1, 0, -1):
+            parent_count = torch.zeros(self.trie.n_nodes(level), dtype=torch.float64, device=count.device)
+            parent_count.index_add_(0, self.trie.parent(level), counts[0])
+            counts.insert(0, parent_count)                                   # counts[l]: depth l+1
+        log_total = count[1:].sum().log()
+        node_bias = []
+        for level in range(self.n_levels):
+            log_parent = log_total if level == 0 else counts[level - 1].log()[self.trie.parent(level)]
+            node_bias.append((-alpha * (counts[level].log() - log_parent)).float())
+        leaf_bias = (-alpha * (leaf_count.log() - log_total)).float()
+        self._popularity_bias_cache = (alpha, node_bias, leaf_bias)
+        return node_bias, leaf_bias
+
+    def _node_bias(self):
+        bias = self.popularity_bias()
+        return None if bias is None else bias[0]
+
     def _start_decoding(self, item_seq, item_seq_len, user_id):
         memory, mask = self.encode(item_seq, item_seq_len, user_id)
         return _IncrementalDecoding(self, memory, mask)
