@@ -536,3 +536,15 @@ def test_popularity_penalty_ranks_by_adjusted_log_likelihood(tiny):
     top_plain = plain.full_sort_predict(users).topk(10, dim=1).indices
     top_adjusted = beam.topk(10, dim=1).indices
     assert count[top_adjusted].median() <= count[top_plain].median()
+
+
+@pytest.mark.parametrize("encoder_tokens", ["item", "code"])
+def test_item_id_embedding_reaches_the_encoder(tiny, encoder_tokens):
+    model = make_model(tiny, config_overrides={"item_id_embedding": True, "encoder_tokens": encoder_tokens}).train()
+    assert model.item_embedding.weight.shape == (model.n_items, model.settings.d_model)
+    rows = training_rows(tiny[1])
+    model.calculate_loss(rows).backward()
+    grad = model.item_embedding.weight.grad
+    seen = torch.unique(rows["item_id_list"])
+    assert bool(grad[seen[seen > 0]].abs().sum(1).gt(0).all()) and bool(grad[0].eq(0).all())
+    assert make_model(tiny).item_embedding is None

@@ -26,6 +26,7 @@ class TIGERSettings:
     n_user_tokens: int = 0
     encoder_tokens: str = "code"
     initializer_range: float = 0.02
+    item_id_embedding: bool = False    # history items: + an embedding of their own item id (input side only)
     tie_code_embeddings: bool = False  # output layer = the code tokens' input embeddings (T5, GRID)
     # training
     train_targets: str = "last"

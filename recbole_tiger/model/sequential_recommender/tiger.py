@@ -135,6 +135,10 @@ class TIGER(SequentialRecommender):
         self.item_position_embedding = nn.Embedding(self.max_seq_length + 1, s.d_model)
         self.level_embedding = nn.Embedding(self.n_levels + 1, s.d_model)
         self.decoder_position_embedding = nn.Embedding(self.n_levels, s.d_model)
+        # ``item_id_embedding``: history items also carry an embedding of their own id (input side
+        # only; the output stays semantic IDs). Codes are shared by similar items; an item's own
+        # vector lets rarely seen items keep what their own interactions say.
+        self.item_embedding = nn.Embedding(self.n_items, s.d_model, padding_idx=0) if s.item_id_embedding else None
         sizes = dict(d_model=s.d_model, n_heads=s.n_heads, d_head=s.d_head, d_ff=s.d_ff, dropout=s.dropout_prob)
         if s.backbone == "t5":
             # T5 has one dropout rate, attention weights included: attn_dropout_prob is unused.
@@ -211,6 +215,8 @@ class TIGER(SequentialRecommender):
         level = torch.arange(L, device=item_seq.device).repeat(N)           # [N*L]
         x = (self.token_embedding(tokens) + self.item_position_embedding(position)
              + self.level_embedding(level))                                 # [B, N*L, D]
+        if self.item_embedding is not None:                                 # each code token of an item
+            x = x + self.item_embedding(item_seq).repeat_interleave(L, dim=1)
         x, mask = self._prepend_user(x, real.flatten(1), user_id)          # [B, 1+N*L, D]
         return self.encoder(x, mask), mask
 
@@ -238,6 +244,8 @@ class TIGER(SequentialRecommender):
         else:
             position = (item_seq_len[:, None] - 1 - steps).clamp(min=0)     # 0 = most recent
         x = self.token_embedding(tokens).sum(2) + self.item_position_embedding(position)  # [B, N, D]
+        if self.item_embedding is not None:
+            x = x + self.item_embedding(item_seq)
         x, mask = self._prepend_user(x, item_seq > 0, user_id)
         return self.encoder(x, mask, causal=self.settings.causal_encoder), mask
 
