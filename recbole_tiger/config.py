@@ -36,7 +36,26 @@ RECBOLE_TRAIN_NEG_SAMPLE_ARGS = {"distribution": "uniform", "sample_num": 1, "al
                                  "candidate_num": 0}
 
 
+def resolve_property_file(path):
+    """``properties/...`` paths work from anywhere: a file that is not there relative to the
+    working directory is looked up in the installed package's property files (so the README's
+    commands also work after a non-editable ``pip install .``, outside the source tree)."""
+    if os.path.isfile(path):
+        return path
+    parts = os.path.normpath(path).split(os.sep)
+    if parts and parts[0] == "properties":
+        packaged = os.path.join(PROPERTIES_DIR, *parts[1:])
+        if os.path.isfile(packaged):
+            return packaged
+    return path
+
+
 class Config(RecBoleConfig):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        if config_file_list:
+            config_file_list = [resolve_property_file(f) for f in config_file_list]
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
             model = self.external_config_dict.get("model")

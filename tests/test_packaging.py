@@ -25,11 +25,12 @@ def test_wheel_ships_the_property_files_and_config_finds_them_outside_the_source
     zipfile.ZipFile(wheel).extractall(site)  # what pip install puts in site-packages
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # the README's `--config_files=properties/...` paths work there too (from the package)
     probe = ("from recbole_tiger.config import Config, PROPERTIES_DIR; "
-             "c = Config(model='TIGER', dataset='ml-100k'); "
+             "c = Config(model='TIGER', dataset='ml-100k', config_file_list=['properties/model/TIGER-cpu.yaml']); "
              "print(PROPERTIES_DIR, c['encoder_tokens'], c['MAX_ITEM_LIST_LENGTH'])")
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     properties_dir, encoder_tokens, history = out.stdout.split()[-3:]
-    assert properties_dir.startswith(str(site)) and encoder_tokens == "code" and history == "20"
+    assert properties_dir.startswith(str(site)) and encoder_tokens == "item" and history == "20"
