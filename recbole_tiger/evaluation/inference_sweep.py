@@ -14,9 +14,7 @@ import os
 
 import yaml
 
-from recbole_tiger.atomic_io import write_text_atomic
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
-                                                   read_rows, utc_date, write_csv)
+from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
 
 METRICS = ["recall@10", "ndcg@10", "mrr@10"]
 COLUMNS = (["checkpoint", "key", "value", "chosen"] + [f"valid_{m}" for m in METRICS]
@@ -70,14 +68,8 @@ def main(argv=None):
     for row in rows:
         row.pop("_score")
 
-    base = os.path.join(args.results_dir, f"{config['dataset']}-inference-sweep")
-    os.makedirs(args.results_dir, exist_ok=True)
-    all_rows = merge_rows(read_rows(base + ".csv"), rows, KEY)
-    write_csv(base + ".csv", all_rows)
-    lines = [f"## {config['dataset']}: inference settings chosen on valid, the choice tested "
-             "(`python -m recbole_tiger.evaluation.inference_sweep`)", ""]
-    write_text_atomic(base + ".md", "\n".join(lines + markdown_grid(COLUMNS, all_rows)) + "\n")
-    print(f"results in {base}.{{md,csv}}")
+    write_table(os.path.join(args.results_dir, f"{config['dataset']}-inference-sweep"),
+                f"## {config['dataset']}: inference settings chosen on valid, the choice tested (`python -m recbole_tiger.evaluation.inference_sweep`)", COLUMNS, rows, KEY)
 
 
 if __name__ == "__main__":

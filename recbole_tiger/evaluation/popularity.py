@@ -15,9 +15,7 @@ import os
 
 import torch
 
-from recbole_tiger.atomic_io import write_text_atomic
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
-                                                   read_rows, utc_date, write_csv)
+from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
 
 COLUMNS = ["model", "split", "ndcg@10", "tail_ndcg@10", "middle_ndcg@10", "head_ndcg@10", "tail_share",
            "head_share", "median_count_target", "median_count_top10", "bucket_edges", "checkpoint", "commit",
@@ -81,14 +79,8 @@ def main(argv=None):
                          "machine": machine_description(config["device"])})
             print(" | ".join(f"{k}={row[k]}" for k in COLUMNS[:10]), flush=True)
 
-    os.makedirs(args.results_dir, exist_ok=True)
-    base = os.path.join(args.results_dir, f"{dataset_name}-popularity")
-    all_rows = merge_rows(read_rows(base + ".csv"), rows, KEY)
-    write_csv(base + ".csv", all_rows)
-    lines = [f"## {dataset_name}: hits by how popular the target was in training "
-             "(`python -m recbole_tiger.evaluation.popularity <checkpoints>`)", ""]
-    write_text_atomic(base + ".md", "\n".join(lines + markdown_grid(COLUMNS, all_rows)) + "\n")
-    print(f"results in {base}.{{md,csv}}")
+    write_table(os.path.join(args.results_dir, f"{dataset_name}-popularity"),
+                f"## {dataset_name}: hits by how popular the target was in training (`python -m recbole_tiger.evaluation.popularity <checkpoints>`)", COLUMNS, rows, KEY)
 
 
 if __name__ == "__main__":

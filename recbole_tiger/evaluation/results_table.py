@@ -83,3 +83,14 @@ def write_csv(csv_path, rows):
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_table(base, title, columns, new_rows, key_columns):
+    """Merge ``new_rows`` into ``<base>.csv`` (by ``key_columns``) and redraw ``<base>.md`` under
+    ``title``; returns all rows."""
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    rows = merge_rows(read_rows(base + ".csv"), new_rows, key_columns)
+    write_csv(base + ".csv", rows)
+    write_text_atomic(base + ".md", "\n".join([title, ""] + markdown_grid(columns, rows)) + "\n")
+    print(f"results in {base}.{{md,csv}}")
+    return rows
