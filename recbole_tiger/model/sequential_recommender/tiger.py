@@ -390,14 +390,7 @@ class TIGER(SequentialRecommender):
             for idx in bucket.split(self._exact_users_per_chunk()) if self.settings.eval_mode == "exact" else [bucket]:
                 decoder = self._start_decoding(item_seq[idx, :n], seq_len[idx], user[idx])
                 if self.settings.eval_mode == "beam":
-                    # With eval_exclude_history, beams never end on an ID whose items are all in the
-                    # history: masking them afterwards would leave fewer than K ranked items (and
-                    # torch.topk fills the gap with the lowest item ids, which can fake hits).
-                    banned = (self.trie.leaves_within(item_seq[idx], self.n_items)
-                              if self.settings.eval_exclude_history else None)
-                    leaf, score = constrained_beam_search(decoder, self.trie, len(idx), self.settings.beam_size,
-                                                          item_seq.device, banned_leaf=banned,
-                                                          node_bias=self._node_bias())
+                    leaf, score = self._beam(decoder, item_seq[idx])
                 else:
                     score = exact_leaf_scores(decoder, self.trie, len(idx), node_bias=self._node_bias())
                     leaf = torch.arange(score.shape[1], device=score.device).expand_as(score)
@@ -420,10 +413,7 @@ class TIGER(SequentialRecommender):
         indices = torch.zeros(len(item_seq), k, dtype=torch.long, device=item_seq.device)
         for idx, n in self.length_buckets(seq_len):
             decoder = self._start_decoding(item_seq[idx, :n], seq_len[idx], user[idx])
-            banned = (self.trie.leaves_within(item_seq[idx], self.n_items)
-                      if self.settings.eval_exclude_history else None)
-            leaf, score = constrained_beam_search(decoder, self.trie, len(idx), self.settings.beam_size,
-                                                  item_seq.device, banned_leaf=banned, node_bias=self._node_bias())
+            leaf, score = self._beam(decoder, item_seq[idx])
             items = self.trie.leaf_items[leaf.clamp(min=0)]                  # [b, W, G], 0 = none
             item_score = score.unsqueeze(-1).expand(items.shape)
             if self.use_tie_break:
@@ -473,6 +463,15 @@ class TIGER(SequentialRecommender):
     def _node_bias(self):
         bias = self.popularity_bias()
         return None if bias is None else bias[0]
+
+    def _beam(self, decoder, item_seq):
+        """Constrained beam search for one group of users (their full histories ``item_seq``).
+        With eval_exclude_history, beams never end on an ID whose items are all in the history:
+        masking them afterwards would leave fewer than K ranked items (and torch.topk fills the
+        gap with the lowest item ids, which can fake hits)."""
+        banned = self.trie.leaves_within(item_seq, self.n_items) if self.settings.eval_exclude_history else None
+        return constrained_beam_search(decoder, self.trie, len(item_seq), self.settings.beam_size, item_seq.device,
+                                       banned_leaf=banned, node_bias=self._node_bias())
 
     def _start_decoding(self, item_seq, item_seq_len, user_id):
         memory, mask = self.encode(item_seq, item_seq_len, user_id)
