@@ -185,3 +185,16 @@ def test_commit_stamp_ignores_results_and_docs(tmp_path, monkeypatch):
     assert not results_table.git_commit().endswith("+dirty")
     (repo / "code.py").write_text("b\n")
     assert results_table.git_commit().endswith("+dirty")
+
+
+def test_variant_values_are_yaml_and_lists_keep_their_commas():
+    from recbole_tiger.evaluation.variants import parse_variant
+    name, overrides, files = parse_variant(
+        "title-brand:sid_text_fields=[title,brand],dropout_prob=0.1,config_files=a.yaml+b.yaml")
+    assert name == "title-brand"
+    assert overrides == {"sid_text_fields": ["title", "brand"], "dropout_prob": 0.1}
+    assert files == ["a.yaml", "b.yaml"]
+    with pytest.raises(SystemExit, match="unclosed"):
+        parse_variant("x:sid_text_fields=[title,brand")
+    with pytest.raises(SystemExit, match="not key=value"):
+        parse_variant("x:dropout_prob")
