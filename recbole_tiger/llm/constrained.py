@@ -1,0 +1,87 @@
+"""Constrained beam search: the LM may only write semantic IDs that belong to catalogue items.
+
+After the prompt the answer is ``[SEM_START]`` (forced), then one code token per level chosen
+among the children of the beam's trie node (TIGER's :class:`PrefixTrie`), so every finished
+beam is a complete ID, and with the collision level one item. Beams are ranked by the sum of
+the code tokens' log-probabilities; the prompt is encoded once and its key/value cache is
+expanded to the beams.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from recbole_tiger.llm.sid_text import SEM_START, code_token
+from recbole_tiger.model.layers.prefix_trie import PrefixTrie
+
+
+@dataclass
+class Recommendation:
+    item: object        # catalogue Item
+    codes: tuple
+    score: float        # log P(ID | prompt)
+
+
+class SemanticIDDecoder:
+    def __init__(self, model, tokenizer, catalogue):
+        self.model, self.tokenizer, self.catalogue = model, tokenizer, catalogue
+        codes = torch.full((len(catalogue.items) + 1, catalogue.n_levels), -1, dtype=torch.long)
+        codes[1:] = torch.tensor([item.codes for item in catalogue.items], dtype=torch.long)
+        self.trie = PrefixTrie(codes, catalogue.codebook_sizes)       # item i+1 = catalogue.items[i]
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in [SEM_START] + [code_token(0, 0)] if t not in vocab]
+        if missing:
+            raise ValueError(f"the tokenizer lacks the semantic-ID tokens {missing}: "
+                             "load a model fine-tuned by recbole_tiger.llm.finetune")
+        self.start_id = vocab[SEM_START]
+        # code_ids[l][c] = token id of [SEM_l_c]                     [K_l] per level
+        self.code_ids = [torch.tensor([vocab[code_token(level, c)] for c in range(int(k))])
+                         for level, k in enumerate(catalogue.codebook_sizes)]
+
+    def prompt_ids(self, messages):
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return torch.tensor([list(ids)], dtype=torch.long)
+
+    @torch.no_grad()
+    def recommend(self, messages, k=10, beam_size=None):
+        """The top ``k`` distinct catalogue items for a chat prompt (list of messages without the
+        answer), best first."""
+        beam_size = max(k, beam_size or k)
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        prompt = torch.cat([self.prompt_ids(messages), torch.tensor([[self.start_id]])], dim=1).to(device)
+        out = self.model(input_ids=prompt, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]          # [1, V]
+        node = torch.zeros(1, dtype=torch.long, device=device)          # trie node per beam   [B]
+        score = torch.zeros(1, device=device)                           # log P(prefix)        [B]
+        for level in range(self.catalogue.n_levels):
+            child = self.trie.child(level).to(device)[node]             # [B, K_l], -1 = invalid
+            logp = torch.log_softmax(logits.float(), dim=-1)[:, self.code_ids[level].to(device)]
+            cand = (score[:, None] + logp).masked_fill(child < 0, float("-inf")).reshape(-1)
+            n_keep = min(beam_size, int((child >= 0).sum()))
+            score, flat = cand.topk(n_keep)
+            parent, code = flat // child.shape[1], flat % child.shape[1]
+            node = child[parent, code]
+            if level + 1 < self.catalogue.n_levels:
+                cache.reorder_cache(parent)
+                token = self.code_ids[level].to(device)[code][:, None]  # [B, 1]
+                out = self.model(input_ids=token, past_key_values=cache, use_cache=True)
+                cache, logits = out.past_key_values, out.logits[:, -1]
+        results = []
+        for s, leaf in zip(score.tolist(), node.tolist()):
+            for item_id in self.trie.leaf_items[leaf].tolist():
+                if item_id:
+                    item = self.catalogue.items[item_id - 1]
+                    results.append(Recommendation(item=item, codes=item.codes, score=s))
+        return results[:k]
+
+    @torch.no_grad()
+    def answer(self, messages, max_new_tokens=48):
+        """Free text (attribute questions): greedy decoding up to the end of the turn."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        prompt = self.prompt_ids(messages).to(device)
+        out = self.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new_tokens,
+                                  do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True).strip()
