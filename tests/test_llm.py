@@ -178,6 +178,11 @@ def test_tiny_fine_tune_lowers_validation_loss_and_the_saved_model_answers(tmp_p
     assert sum(r.codes[0] == 3 for r in recs) >= 3, [r.item.fields["title"] for r in recs]
     kind, text = ask(decoder, f"What is the brand of {semantic_id_to_string(catalogue.items[3].codes)}?")
     assert kind == "text" and isinstance(text, str)
+    # the web demo's Query view: the same answers as table rows
+    from recbole_tiger.demo.__main__ import language_model_answerer
+    rows = language_model_answerer(str(tmp_path / "model"), RuntimeError)("Find this product: Rose Perfume number 3")
+    assert [r["item"] for r in rows[:5]] == [r.item.token for r in recs]
+    assert all(string_to_semantic_id(r["semantic ID"]) == loaded.items[loaded.by_token[r["item"]]].codes for r in rows)
     # full fine-tuning takes the same path
     log = finetune(train[:32], valid, catalogue, str(tmp_path / "full"), method="full", budget_min=1, epochs=1,
                    batch_size=16, eval_steps=0, model_and_tokenizer=tiny_lm(catalogue), show_progress=False)

@@ -26,7 +26,7 @@ def _message(text, ok=True):
 
 def build_app(backend=None, load_error=None, lm_answer=None):
     """``backend`` (a loaded DemoBackend) or ``load_error`` (why none could be loaded: the page
-    then shows it). ``lm_answer(query) -> rows`` enables the query view (language-model issue)."""
+    then shows it). ``lm_answer(query) -> rows`` (``recbole_tiger.llm``) enables the query view."""
     with gr.Blocks(title="recbole-tiger demo", analytics_enabled=False) as app:
         gr.Markdown("# recbole-tiger: TIGER's recommendations, semantic IDs and results")
         if backend is None:
@@ -119,7 +119,7 @@ def build_app(backend=None, load_error=None, lm_answer=None):
                         rows = lm_answer(text)
                     except DemoError as err:
                         return _message(str(err), ok=False), pd.DataFrame()
-                    return _message(f"{len(rows)} answers"), _frame(rows, ["rank", "item", "title", "semantic ID"])
+                    return _message(f"{len(rows)} answers"), _frame(rows, ["rank", "item", "title", "semantic ID", "log p"])
 
                 ask.click(answer, query, [query_message, answers])
 

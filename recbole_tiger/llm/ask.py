@@ -22,6 +22,16 @@ def ask(decoder, query, k=10):
     return "items", decoder.recommend(messages + [{"role": "user", "content": text}], k=k, beam_size=max(20, k))
 
 
+def answer_rows(decoder, query, k=10):
+    """The answer as table rows (rank, item, title, semantic ID, log p) or one free-text row."""
+    kind, answer = ask(decoder, query, k)
+    if kind == "text":
+        return [{"rank": 1, "item": "", "title": answer, "semantic ID": "", "log p": ""}]
+    return [{"rank": rank, "item": rec.item.token, "title": decoder.catalogue.title(rec.item),
+             "semantic ID": semantic_id_to_string(rec.codes), "log p": round(rec.score, 3)}
+            for rank, rec in enumerate(answer, start=1)]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -30,13 +40,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     model, tokenizer, catalogue = load_finetuned(args.model)
     decoder = SemanticIDDecoder(model, tokenizer, catalogue)
-    kind, answer = ask(decoder, " ".join(args.query), args.k)
-    if kind == "text":
-        print(answer)
-        return
-    for rank, rec in enumerate(answer, start=1):
-        print(f"{rank:2d}. {catalogue.title(rec.item)}  {semantic_id_to_string(rec.codes)}  "
-              f"(log p {rec.score:.2f}, item {rec.item.token})")
+    for row in answer_rows(decoder, " ".join(args.query), args.k):
+        if not row["item"]:
+            print(row["title"])
+            continue
+        print(f"{row['rank']:2d}. {row['title']}  {row['semantic ID']}  (log p {row['log p']:.2f}, item {row['item']})")
 
 
 if __name__ == "__main__":
