@@ -341,3 +341,50 @@ def test_explicit_none_vs_missing_keys():
     assert resolve_params({"sid_epochs": None})["sid_epochs"] == DEFAULTS["sid_epochs"]
     with pytest.raises(ValueError, match="sid_quantizer"):
         resolve_params({"sid_quantizer": "vq"})
+
+
+def test_cooccurrence_pairs_use_each_rows_target_and_its_recent_history():
+    from recbole_tiger.semantic_ids.collaborative import cooccurrence_pairs
+
+    history = np.array([[5, 6, 7, 0], [5, 0, 0, 0], [9, 9, 3, 4]])
+    a, b = cooccurrence_pairs(history, lengths=np.array([3, 1, 4]), targets=np.array([8, 6, 4]), window=2)
+    assert sorted(zip(a.tolist(), b.tolist())) == [(4, 3), (6, 5), (8, 6), (8, 7)]   # (4, 4) is no pair; window 2
+
+
+def test_copurchase_vectors_group_items_bought_together():
+    from recbole_tiger.semantic_ids.collaborative import ppmi_svd_embeddings
+
+    rng = np.random.default_rng(0)
+    groups = [list(range(1, 11)), list(range(11, 21)), list(range(21, 31))]   # item 0 = padding
+    pairs = [rng.choice(g, 2, replace=False) for g in groups for _ in range(200)]
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    emb = torch.nn.functional.normalize(torch.tensor(ppmi_svd_embeddings(a, b, 32, dim=4)), dim=-1)
+    sim = emb @ emb.T
+    same, other = sim[1:11, 1:11].mean(), sim[1:11, 11:31].mean()
+    assert same > 0.5 > other
+    assert emb[0].abs().sum() == 0 and emb[31].abs().sum() == 0          # no pairs: zero vector
+
+
+def test_copurchase_semantic_ids_through_the_tiger_dataset(tiny_config, tiny_encoder):
+    from recbole.data import data_preparation
+
+    from recbole_tiger.config import Config
+    from recbole_tiger.utils import create_dataset
+
+    def build(**overrides):
+        cfg = sid_config(tiny_config, tiny_encoder, sid_quantizer="rqkmeans", **overrides)
+        config = Config(model="TIGER", dataset=cfg["dataset"], config_dict=cfg)
+        train, _, _ = data_preparation(config, create_dataset(config))
+        return train.dataset.semantic_ids
+
+    text_only, mixed = build(), build(sid_collaborative_weight=1.0)
+    assert mixed.artifact_path != text_only.artifact_path
+    assert "collaborative" not in text_only.stats and mixed.stats["collaborative"]["pairs"] > 0
+    assert not torch.equal(mixed.codes, text_only.codes)
+    # the default (weight 0) keeps the text-only artifact's key: existing artifacts stay valid
+    assert build(sid_collaborative_weight=0.0).artifact_path == text_only.artifact_path
+    with pytest.raises(ValueError, match="needs sid_quantizer: rqkmeans"):
+        resolve_params({"sid_collaborative_weight": 0.5, "sid_quantizer": "rqvae"})
+    with pytest.raises(ValueError, match="needs the training sequences"):
+        load_or_build_artifact(direct_config(tiny_config, tiny_encoder, sid_quantizer="rqkmeans",
+                                             sid_collaborative_weight=1.0), [f"i{k}" for k in range(60)])

@@ -33,8 +33,8 @@ class TIGERDataset(SequentialDataset):
     def build(self):
         datasets = super().build()
         train = datasets[0]
-        semantic_ids = self.load_semantic_ids()
         item_list_field = self.iid_field + self.config["LIST_SUFFIX"]
+        semantic_ids = self.load_semantic_ids(self.collaborative_vectors(train, item_list_field))
         counts = training_counts(train.inter_feat, self.iid_field, item_list_field,
                                  self.item_list_length_field, self.item_num)
         add_user_row_ranks(train.inter_feat, self.uid_field, self.item_list_length_field)
@@ -43,7 +43,21 @@ class TIGERDataset(SequentialDataset):
             dataset.item_train_count = counts
         return datasets
 
-    def load_semantic_ids(self):
+    def collaborative_vectors(self, train, item_list_field):
+        """Co-purchase vectors of every internal item id from the training rows only (valid and
+        test targets never enter), when ``sid_collaborative_weight`` > 0; else ``None``."""
+        from recbole_tiger.semantic_ids.collaborative import training_cooccurrence_embeddings
+        from recbole_tiger.semantic_ids.defaults import resolve_params
+
+        params = resolve_params(self.config)
+        if params["sid_collaborative_weight"] <= 0:
+            return None
+        vectors, n_pairs = training_cooccurrence_embeddings(
+            train.inter_feat, self.iid_field, item_list_field, self.item_list_length_field, self.item_num,
+            params["sid_collaborative_dim"], params["sid_collaborative_window"], seed=int(self.config["seed"]))
+        return {"vectors": vectors, "n_pairs": n_pairs}
+
+    def load_semantic_ids(self, collaborative=None):
         """The pre-stage: this dataset's semantic-ID artifact, built first if missing or stale,
         checked against the settings that describe it and against the item ids."""
         from recbole_tiger.compat import distributed_rank
@@ -53,7 +67,7 @@ class TIGERDataset(SequentialDataset):
         rank = distributed_rank()
         if rank not in (None, 0):
             torch.distributed.barrier()
-        semantic_ids = load_or_build_semantic_ids(self.config, self)
+        semantic_ids = load_or_build_semantic_ids(self.config, self, collaborative)
         if rank == 0:
             torch.distributed.barrier()
         check_vocabulary(self.config, semantic_ids)

@@ -31,6 +31,10 @@ DEFAULTS = {
     "sid_dead_code_threshold": 1,
     "sid_seed": None,
     "sid_num_threads": 1,
+    # co-purchase features mixed into the text embedding (collaborative.py; rqkmeans only)
+    "sid_collaborative_weight": 0.0,
+    "sid_collaborative_dim": 64,
+    "sid_collaborative_window": 3,
     # unique IDs
     "sid_dedup": True,
     "sid_dedup_size": 256,
@@ -76,12 +80,26 @@ def resolve_params(config):
         params[key] = int(params[key])
     for key in ("sid_beta", "sid_ema_decay", "sid_learning_rate", "sid_max_missing_text_ratio"):
         params[key] = float(params[key])
+    params["sid_collaborative_weight"] = float(params["sid_collaborative_weight"])
+    for key in ("sid_collaborative_dim", "sid_collaborative_window"):
+        params[key] = int(params[key])
+    if params["sid_collaborative_weight"] < 0:
+        raise ValueError(f"sid_collaborative_weight={params['sid_collaborative_weight']}: expected >= 0.")
+    if params["sid_collaborative_weight"] > 0 and params["sid_quantizer"] != "rqkmeans":
+        raise ValueError("sid_collaborative_weight > 0 needs sid_quantizer: rqkmeans (the RQ-VAE standardises "
+                         "every input dimension, which would undo the weight).")
     if params["sid_dedup_size"] is not None:
         params["sid_dedup_size"] = int(params["sid_dedup_size"])
     return params
 
 
+COLLABORATIVE_KEYS = ["sid_collaborative_weight", "sid_collaborative_dim", "sid_collaborative_window"]
+
+
 def code_inputs(params):
-    """The settings that determine the codes (rqkmeans ignores the RQ-VAE training keys)."""
+    """The settings that determine the codes (rqkmeans ignores the RQ-VAE training keys; the
+    co-purchase keys count only when they are used, so text-only artifacts keep their keys)."""
     keys = [k for k in CODE_KEYS if params["sid_quantizer"] == "rqvae" or k not in RQVAE_ONLY_KEYS]
+    if params["sid_collaborative_weight"] > 0:
+        keys += COLLABORATIVE_KEYS
     return {k: params[k] for k in keys}

@@ -7,6 +7,7 @@ from other inputs is never picked up: it simply has another name. Loading checks
 stored inside the file as well, in case a file was renamed or copied by hand.
 """
 import glob
+import hashlib
 import logging
 import os
 import time
@@ -50,8 +51,14 @@ def artifact_dir(config, params):
 class ArtifactInputs:
     """Everything that determines an artifact: read once, hashed into its key."""
 
-    def __init__(self, config, dataset_tokens):
+    def __init__(self, config, dataset_tokens, collaborative=None):
         self.params = resolve_params(config)
+        # co-purchase vectors {token: vector} from the training split (TIGERDataset), when used
+        self.collaborative = collaborative if self.params["sid_collaborative_weight"] > 0 else None
+        if self.params["sid_collaborative_weight"] > 0 and collaborative is None:
+            raise ValueError("sid_collaborative_weight > 0 needs the training sequences: semantic IDs with "
+                             "co-purchase features are built by a TIGER run (TIGERDataset), not from the item "
+                             "file alone (the semantic_ids and llm.data commands: pass --artifact of such a run).")
         self.dataset_name = config["dataset"]
         self.item_path = atomic_item_path(config)
         self.table = read_item_table(
@@ -74,6 +81,11 @@ class ArtifactInputs:
             "seed": self.seed,
             **code_inputs(self.params),
         }
+        if self.collaborative is not None:
+            tokens = sorted(self.collaborative["vectors"])
+            matrix = np.stack([self.collaborative["vectors"][t] for t in tokens]).astype(np.float32)
+            self.key_inputs["collaborative_vectors"] = stable_hash(
+                [stable_hash(tokens), hashlib.sha256(np.round(matrix, 4).tobytes()).hexdigest()])
         self.key = stable_hash(self.key_inputs)
         self.directory = artifact_dir(config, self.params)
         self.path = os.path.join(
@@ -94,9 +106,10 @@ def load_artifact(path, expected_key=None):
     return artifact
 
 
-def load_or_build_artifact(config, dataset_tokens):
-    """The artifact dict for ``config`` covering ``dataset_tokens``, built first if missing/stale."""
-    inputs = ArtifactInputs(config, dataset_tokens)
+def load_or_build_artifact(config, dataset_tokens, collaborative=None):
+    """The artifact dict for ``config`` covering ``dataset_tokens``, built first if missing/stale
+    (``collaborative``: co-purchase vectors, see ``ArtifactInputs``)."""
+    inputs = ArtifactInputs(config, dataset_tokens, collaborative)
     if os.path.isfile(inputs.path):
         artifact = load_artifact(inputs.path, inputs.key)
         if artifact is not None:
@@ -136,7 +149,12 @@ def build_artifact(inputs, config):
     seconds["embed"] = time.time() - t
 
     t = time.time()
-    codes, recon_mse, history = quantize(embeddings, params, device, inputs.seed)
+    extra = None
+    if inputs.collaborative is not None:
+        vectors = inputs.collaborative["vectors"]
+        dim = len(next(iter(vectors.values())))
+        extra = np.stack([vectors.get(tok, np.zeros(dim, dtype=np.float32)) for tok in texts.tokens])
+    codes, recon_mse, history = quantize(embeddings, params, device, inputs.seed, extra)
     seconds["quantize"] = time.time() - t
 
     n_levels, k = params["sid_n_levels"], params["sid_codebook_size"]
@@ -153,6 +171,8 @@ def build_artifact(inputs, config):
         **level_usage_and_perplexity(codes, codebook_sizes),
         **collision_stats(codes),
         "category_agreement": _category_agreement(inputs.table, texts.tokens, codes[:, 0], params),
+        **({"collaborative": {"weight": params["sid_collaborative_weight"], "pairs": inputs.collaborative["n_pairs"],
+                              "items_with_pairs": int((np.abs(extra).sum(1) > 0).sum())}} if extra is not None else {}),
         "history": history,
     }
     if params["sid_dedup"]:
@@ -186,20 +206,26 @@ def build_artifact(inputs, config):
     return artifact
 
 
-def quantize(embeddings, params, device, seed):
-    """Codes [N, n_levels] (cpu), reconstruction MSE (None for rqkmeans), training history."""
+def quantize(embeddings, params, device, seed, extra=None):
+    """Codes [N, n_levels] (cpu), reconstruction MSE (None for rqkmeans), training history.
+    ``extra`` [N, d'] (co-purchase vectors, rqkmeans only) joins the embeddings with weight
+    ``sid_collaborative_weight``."""
     threads = torch.get_num_threads()
     if device.type == "cpu" and params["sid_num_threads"]:
         # Batches of 128 × 512 are too small to split across threads: on a shared 2-core
         # machine 2 threads made ml-100k's RQ-VAE 7× slower (103 s vs 14.5 s) than 1.
         torch.set_num_threads(int(params["sid_num_threads"]))
     try:
-        return _quantize(embeddings, params, device, seed)
+        return _quantize(embeddings, params, device, seed, extra)
     finally:
         torch.set_num_threads(threads)
 
 
-def _quantize(embeddings, params, device, seed):
+def standardise(x):
+    return (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+
+
+def _quantize(embeddings, params, device, seed, extra=None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -210,8 +236,15 @@ def _quantize(embeddings, params, device, seed):
                 "initialised; lower sid_codebook_size."
             )
         if params["sid_quantizer"] == "rqkmeans":
-            x = torch.as_tensor(embeddings, dtype=torch.float32, device=device)
-            x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)     # same standardisation as the RQ-VAE
+            x = standardise(torch.as_tensor(embeddings, dtype=torch.float32, device=device))  # as the RQ-VAE
+            if extra is not None:
+                # each block standardised, then the co-purchase block scaled so its total variance is
+                # `weight` x the text block's; items without pairs sit at its centre (0)
+                c = torch.as_tensor(extra, dtype=torch.float32, device=device)
+                has_pairs = c.abs().sum(1, keepdim=True) > 0
+                c = standardise(c) * has_pairs
+                c = c * (params["sid_collaborative_weight"] * x.shape[1] / c.shape[1]) ** 0.5
+                x = torch.cat([x, c], dim=1)
             _, codes = residual_kmeans(x, n_levels, k, generator, params["sid_kmeans_iters"])
             logger.info(f"Residual k-means: {level_usage_and_perplexity(codes.cpu(), [k] * n_levels)}")
             return codes.cpu(), None, []
@@ -258,7 +291,7 @@ def semantic_ids_for_tokens(artifact, id_tokens, path=None):
     )
 
 
-def load_or_build_semantic_ids(config, dataset):
+def load_or_build_semantic_ids(config, dataset, collaborative=None):
     """Semantic IDs for every internal item id of a RecBole ``dataset`` (row 0 = padding = -1).
 
     Loads ``<checkpoint_dir>/semantic_ids/<dataset>-<quantizer>-<key>.pt`` (or
@@ -267,5 +300,8 @@ def load_or_build_semantic_ids(config, dataset):
     id_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
     if len(id_tokens) != dataset.item_num:
         raise ValueError(f"dataset.field2id_token has {len(id_tokens)} item tokens, item_num={dataset.item_num}.")
-    artifact = load_or_build_artifact(config, id_tokens[1:])
+    if collaborative is not None:  # vectors by internal id -> by token
+        collaborative = {"vectors": {t: collaborative["vectors"][i] for i, t in enumerate(id_tokens) if i},
+                         "n_pairs": collaborative["n_pairs"]}
+    artifact = load_or_build_artifact(config, id_tokens[1:], collaborative)
     return semantic_ids_for_tokens(artifact, id_tokens, artifact["path"])
