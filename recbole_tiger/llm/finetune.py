@@ -110,8 +110,8 @@ def make_trainable(model, method, new_token_ids, lora_rank):
     from peft import LoraConfig, get_peft_model
 
     targets = [t for t in LORA_TARGETS if any(name.endswith(t) for name, _ in model.named_modules())]
-    config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules=targets,
-                        trainable_token_indices=list(new_token_ids))
+    extra = {"trainable_token_indices": list(new_token_ids)} if len(new_token_ids) else {}
+    config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules=targets, **extra)
     return get_peft_model(model, config)
 
 

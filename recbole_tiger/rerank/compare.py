@@ -1,0 +1,156 @@
+"""Rerank a first stage's candidates and compare, on the same users and the same lists:
+(a) the first stage's order, (b) the trained reranker, (c) the same reranker untrained,
+(d) simple rerankers: candidate popularity, and MiniLM cosine between the history and the
+candidate titles.
+
+    python -m recbole_tiger.rerank.compare --candidates=saved/rerank/amazon-beauty-SASRec.pt \\
+        --budget=50 --out=saved/rerank/amazon-beauty-SASRec-reranker.pt
+
+Scoring mode (direct yes/no, sequential title likelihood, or both) is chosen on the valid
+split for each reranker, then the test split is reranked once. One row per system merges into
+``results/<dataset>-rerank.md`` (and ``.csv``) with commit, date and machine.
+"""
+import argparse
+import logging
+import os
+
+import numpy as np
+import torch
+
+from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
+from recbole_tiger.rerank.model import Reranker
+from recbole_tiger.rerank.prompts import HISTORY_ITEMS, item_titles, training_examples
+from recbole_tiger.rerank.train import MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker
+
+COLUMNS = ["system", "first_stage", "mode", "users", "K", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
+           "valid_ndcg@10", "train", "commit", "date", "machine"]
+
+
+def load_item_features(path, item_tokens):
+    """[n_items, d] from ``.npy`` (rows in internal-id order, row 0 = padding) or an atomic file
+    ``item_id:token<TAB>feature:float_seq`` (space-separated floats); missing items get zeros."""
+    if path.endswith(".npy"):
+        features = np.load(path)
+        if features.shape[0] != len(item_tokens):
+            raise ValueError(f"{path}: {features.shape[0]} rows, the dataset has {len(item_tokens)} item ids "
+                             "(incl. padding 0): one row per internal item id expected")
+        return features.astype(np.float32)
+    rows = {}
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if len(header) != 2:
+            raise ValueError(f"{path}:1: expected two columns 'item_id:token<TAB>feature:float_seq', got {header}")
+        for line_no, line in enumerate(f, start=2):
+            token, _, values = line.rstrip("\n").partition("\t")
+            try:
+                rows[token] = np.array(values.split(), dtype=np.float32)
+            except ValueError:
+                raise ValueError(f"{path}:{line_no}: feature of {token!r} is not space-separated floats") from None
+    dims = {len(v) for v in rows.values()}
+    if len(dims) != 1:
+        raise ValueError(f"{path}: feature vectors of different lengths {sorted(dims)}")
+    features = np.zeros((len(item_tokens), dims.pop()), dtype=np.float32)
+    for i, token in enumerate(item_tokens):
+        if str(token) in rows:
+            features[i] = rows[str(token)]
+    return features
+
+
+def popularity_order(split, counts):
+    return counts[split["candidates"]].argsort(dim=1, descending=True)
+
+
+def text_similarity_order(split, titles):
+    """Candidates by cosine between their title and the mean of the history titles (MiniLM)."""
+    from recbole_tiger.semantic_ids.text_encoder import load_sentence_encoder
+
+    encoder = load_sentence_encoder(None, torch.device("cpu"))
+    needed = sorted({int(i) for i in split["candidates"].flatten()} | {int(i) for i in split["history"].flatten()} - {0})
+    emb = torch.zeros(len(titles), encoder.get_sentence_embedding_dimension())
+    emb[needed] = torch.as_tensor(encoder.encode([titles[i] for i in needed], batch_size=64, normalize_embeddings=True))
+    orders = []
+    for row in range(len(split["users"])):
+        n = int(split["length"][row])
+        hist = emb[split["history"][row, max(0, n - HISTORY_ITEMS): n]].mean(0)
+        orders.append((emb[split["candidates"][row]] @ hist).argsort(descending=True))
+    return torch.stack(orders)
+
+
+def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_users, train_note, common):
+    """Choose the mode on valid, rerank test once."""
+    valid_metrics = evaluate(reranker, valid, titles, with_feature, n_valid_users)
+    mode = max(MODES, key=lambda m: valid_metrics[m]["ndcg@10"])
+    test_metrics = evaluate(reranker, test, titles, with_feature)[mode]
+    return {"system": name, "mode": mode, **common, **test_metrics,
+            "valid_ndcg@10": valid_metrics[mode]["ndcg@10"], "train": train_note}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", required=True, help="file written by recbole_tiger.rerank.candidates")
+    parser.add_argument("--out", default=None, help="trained reranker weights (default: beside the candidates)")
+    parser.add_argument("--base_model", default=DEFAULT_BASE_MODEL)
+    parser.add_argument("--method", default="lora", choices=["lora", "full"])
+    parser.add_argument("--budget", type=float, default=50.0, help="training minutes")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--n_negatives", type=int, default=3, help="direct-task negatives per training user")
+    parser.add_argument("--sequential_weight", type=float, default=1.0)
+    parser.add_argument("--direct_weight", type=float, default=1.0)
+    parser.add_argument("--n_valid_users", type=int, default=200, help="valid users reranked after each epoch")
+    parser.add_argument("--item_features", default=None, help=".npy or atomic item_id/float_seq file")
+    parser.add_argument("--results_dir", default="results")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
+
+    data = torch.load(args.candidates, map_location="cpu", weights_only=False)
+    config = {"data_path": data["data_path"], "dataset": data["dataset"], "ITEM_ID_FIELD": "item_id"}
+    titles = item_titles(config, data["item_tokens"])
+    features = load_item_features(args.item_features, data["item_tokens"]) if args.item_features else None
+    train, valid, test = (data["splits"][s] for s in ("train", "valid", "test"))
+    out = args.out or os.path.splitext(args.candidates)[0] + "-reranker.pt"
+    common = {"first_stage": f"{data['model']} ({data['protocol']})", "users": len(test["users"]), "K": data["k"],
+              "commit": git_commit(), "date": utc_date(), "machine": machine_description(torch.device("cpu"))}
+
+    def build():
+        torch.manual_seed(args.seed)
+        return Reranker(*load_base_model(args.base_model), features=features)
+
+    rows = [{"system": "first stage", "mode": "", **common, **ranking_metrics(test["candidates"], test["target"]),
+             "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"], "train": ""}]
+    counts = data["item_train_count"]
+    rows.append({"system": "popularity", "mode": "", **common,
+                 **ranking_metrics(test["candidates"], test["target"], popularity_order(test, counts)),
+                 "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
+                                                  popularity_order(valid, counts))["ndcg@10"], "train": ""})
+    rows.append({"system": "MiniLM history-candidate cosine", "mode": "", **common,
+                 **ranking_metrics(test["candidates"], test["target"], text_similarity_order(test, titles)),
+                 "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
+                                                  text_similarity_order(valid, titles))["ndcg@10"], "train": ""})
+    with_feature = features is not None
+    rows.append(reranker_rows(f"LM reranker, untrained ({args.base_model})", build(), valid, test, titles,
+                              with_feature, args.n_valid_users, "none", common))
+    examples = training_examples(train, titles, args.n_negatives, args.seed, with_feature)
+    reranker = build()
+    log = train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
+                         args.batch_size, args.learning_rate, task_weights={"sequential": args.sequential_weight,
+                                                                            "direct": args.direct_weight},
+                         n_valid_users=args.n_valid_users, seed=args.seed)
+    load_reranker_state(reranker, out)  # the best epoch's weights, as saved
+    note = (f"{args.method}, {log['steps']} steps over {len(examples)} examples from {len(train['users'])} "
+            f"training users, {log['train_seconds'] / 60:.0f} min, best epoch {log.get('best_epoch')}")
+    rows.append(reranker_rows(f"LM reranker, trained ({args.base_model})", reranker, valid, test, titles,
+                              with_feature, args.n_valid_users, note, common))
+    write_table(os.path.join(args.results_dir, f"{data['dataset']}-rerank"),
+                f"Reranking {data['model']}'s top-{data['k']} on {data['dataset']} (test split, "
+                f"{len(test['users'])} sampled users; modes chosen on valid)", COLUMNS, rows,
+                ["system", "first_stage", "users", "K"])
+    for row in rows:
+        print({k: row[k] for k in ("system", "mode", "ndcg@10", "recall@10", "valid_ndcg@10")})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Fit the reranker on training queries, validate by reranking the valid split, keep the best.
+
+Multi-task loss (``task_weights``: sequential title generation and direct yes/no), AdamW with
+linear warmup, a time budget, progress bars, validation NDCG@10 of the reranked valid lists
+after every epoch (both scoring modes; the better one counts), early stopping, and the best
+trainable weights saved to ``<out>`` and reloaded.
+"""
+import logging
+import math
+import random
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from recbole_tiger.atomic_io import atomic_torch_save
+from recbole_tiger.llm.finetune import make_trainable, trainable_state
+from recbole_tiger.rerank.prompts import DIRECT_TEMPLATES, SEQUENTIAL_TEMPLATES, candidate_prompt, shared_text
+
+logger = logging.getLogger(__name__)
+MODES = ("direct", "sequential", "both")
+
+
+def candidate_scores(reranker, split, titles, row, with_feature):
+    """{mode: scores [K]} for one user's candidates (template 0 of each task)."""
+    items = [int(c) for c in split["candidates"][row]]
+    shared = shared_text(split["users"][row], split["history"][row], split["length"][row], titles)
+    direct = [candidate_prompt("direct", titles[i], 0, with_feature)[0] for i in items]
+    sequential = [candidate_prompt("sequential", titles[i], 0) for i in items]
+    d = reranker.score(shared, direct, None, items)
+    s = reranker.score(shared, [p for p, _ in sequential], [a for _, a in sequential], items)
+    z = lambda x: (x - x.mean()) / x.std().clamp_min(1e-6)
+    return {"direct": d, "sequential": s, "both": z(d) + z(s)}
+
+
+def ranking_metrics(candidates, targets, order=None, ks=(5, 10)):
+    """Recall/NDCG@k of the targets in candidate lists (reordered by ``order`` [U, K])."""
+    cands = candidates if order is None else torch.gather(candidates, 1, order)
+    hit = cands == targets[:, None]                                                     # [U, K]
+    rank = torch.where(hit.any(1), hit.float().argmax(1) + 1, torch.full_like(targets, 10 ** 9))
+    out = {}
+    for k in ks:
+        found = rank <= k
+        out[f"recall@{k}"] = round(float(found.float().mean()), 4)
+        out[f"ndcg@{k}"] = round(float((found / torch.log2(rank.float() + 1)).mean()), 4)
+    return out
+
+
+def evaluate(reranker, split, titles, with_feature, n_users=None, show_progress=True):
+    """{mode: metrics} of the reranked lists of the first ``n_users`` users of a split."""
+    n = len(split["users"]) if n_users is None else min(n_users, len(split["users"]))
+    scores = {m: [] for m in MODES}
+    for row in tqdm(range(n), desc="rerank", disable=not show_progress, leave=False):
+        for mode, s in candidate_scores(reranker, split, titles, row, with_feature).items():
+            scores[mode].append(s)
+    return {mode: ranking_metrics(split["candidates"][:n], split["target"][:n],
+                                  torch.stack(s).argsort(dim=1, descending=True))
+            for mode, s in scores.items()}
+
+
+def train_reranker(reranker, examples, valid, titles, out, method="lora", budget_min=50.0, epochs=20, batch_size=8,
+                   learning_rate=5e-4, warmup_steps=30, patience=2, lora_rank=16, task_weights=None,
+                   n_valid_users=200, seed=0, show_progress=True):
+    """Train in place; returns the log. The best state (by valid NDCG@10) is saved to ``out``."""
+    task_weights = task_weights or {"sequential": 1.0, "direct": 1.0}
+    with_feature = reranker.feature_id is not None
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    reranker.lm = make_trainable(reranker.lm, method, [], lora_rank) if method == "lora" else reranker.lm
+    params = [p for p in reranker.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+    log = {"method": method, "n_examples": len(examples), "trainable_params": sum(p.numel() for p in params),
+           "task_weights": task_weights, "epochs": []}
+    start, step, best, bad = time.time(), 0, -math.inf, 0
+    for epoch in range(epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        reranker.train()
+        losses = []
+        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not show_progress, leave=False)
+        for i in bar:
+            loss = reranker.loss([examples[j] for j in order[i: i + batch_size]], task_weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if time.time() - start > budget_min * 60:
+                break
+        metrics = evaluate(reranker, valid, titles, with_feature, n_valid_users, show_progress)
+        mode = max(MODES, key=lambda m: metrics[m]["ndcg@10"])
+        log["epochs"].append({"epoch": epoch, "step": step, "seconds": round(time.time() - start, 1),
+                              "train_loss": round(float(np.mean(losses)), 4), "valid": metrics, "best_mode": mode})
+        logger.info(f"epoch {epoch}: loss {np.mean(losses):.4f}, valid NDCG@10 "
+                    + ", ".join(f"{m} {metrics[m]['ndcg@10']}" for m in MODES))
+        if metrics[mode]["ndcg@10"] > best:
+            best, bad = metrics[mode]["ndcg@10"], 0
+            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=best)
+            save_reranker(reranker, out, {k: v for k, v in log.items() if k != "epochs"})
+        else:
+            bad += 1
+        if bad >= patience or time.time() - start > budget_min * 60:
+            break
+    log.update(steps=step, train_seconds=round(time.time() - start, 1))
+    return log
+
+
+def save_reranker(reranker, path, meta):
+    atomic_torch_save(path, {"state": {k: v.cpu() for k, v in trainable_state(reranker).items()}, "meta": meta})
+
+
+def load_reranker_state(reranker, path):
+    """Load saved trainable weights into a reranker built the same way (LoRA wrapped first)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    named = dict(reranker.named_parameters())
+    missing = [k for k in saved["state"] if k not in named]
+    if missing:
+        raise ValueError(f"{path}: weights {missing[:3]} do not fit this reranker (built with another "
+                         "base model, method or feature file?)")
+    with torch.no_grad():
+        for k, v in saved["state"].items():
+            named[k].copy_(v)
+    return saved["meta"]
+
+
+__all__ = ["train_reranker", "evaluate", "ranking_metrics", "save_reranker", "load_reranker_state",
+           "DIRECT_TEMPLATES", "SEQUENTIAL_TEMPLATES"]

@@ -1,0 +1,178 @@
+"""The LM reranker (recbole_tiger.rerank): candidates from a RecBole checkpoint, prompts,
+examples without leaks, the feature projection, training that beats the untrained model, and
+a reload that scores the same."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_tiger.rerank.prompts import (FEATURE_TOKEN, HISTORY_ITEMS, candidate_prompt, shared_text,
+                                          training_examples)
+from recbole_tiger.rerank.train import evaluate, load_reranker_state, ranking_metrics, train_reranker
+
+FAMILIES = [("Face", "Cream"), ("Hair", "Shampoo"), ("Eye", "Mascara"), ("Rose", "Perfume")]
+N_ITEMS = 41                                   # ids 1..40 (0 = padding); family = (id - 1) % 4
+
+
+def titles():
+    return ["[PAD]"] + [f"{FAMILIES[(i - 1) % 4][0]} {FAMILIES[(i - 1) % 4][1]} {i}" for i in range(1, N_ITEMS)]
+
+
+def synthetic_split(n_users, seed, k=8):
+    """Users buy within one family; the target is another item of it; the candidates hold the
+    target and K-1 items of other families, in random order (the first stage knows nothing)."""
+    rng = np.random.default_rng(seed)
+    history = torch.zeros(n_users, 10, dtype=torch.long)
+    target, cands, length = [], [], []
+    for u in range(n_users):
+        family = u % 4
+        members = [i for i in range(1, N_ITEMS) if (i - 1) % 4 == family]
+        picks = rng.choice(members, 5, replace=False)
+        history[u, :4] = torch.as_tensor(picks[:4])
+        others = rng.choice([i for i in range(1, N_ITEMS) if (i - 1) % 4 != family], k - 1, replace=False)
+        row = np.r_[picks[4], others]
+        rng.shuffle(row)
+        target.append(int(picks[4]))
+        cands.append(torch.as_tensor(row))
+        length.append(4)
+    return {"users": torch.arange(n_users), "history": history, "length": torch.tensor(length),
+            "target": torch.tensor(target), "candidates": torch.stack(cands), "scores": torch.zeros(n_users, k)}
+
+
+def tiny_reranker(features=None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from recbole_tiger.llm.base_model import prepare_tokenizer
+    from recbole_tiger.rerank.model import Reranker
+    from recbole_tiger.rerank.prompts import DIRECT_TEMPLATES, SEQUENTIAL_TEMPLATES, SHARED_TEMPLATES
+
+    corpus = titles()[1:] + SHARED_TEMPLATES + SEQUENTIAL_TEMPLATES + DIRECT_TEMPLATES + [" yes", " no"] * 20 + ["user_1 |"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<|im_end|>"],
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", unk_token="<unk>")
+    prepare_tokenizer(tokenizer)
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      tie_word_embeddings=True))
+    return Reranker(lm, tokenizer, features=features)
+
+
+def test_prompts_use_the_recent_history_and_features_only_in_direct_prompts():
+    t = titles()
+    history = torch.tensor([1, 2, 3, 4, 5, 6, 7, 0, 0])
+    text = shared_text(9, history, 7, t)
+    assert text.startswith("user_9 ") and t[3] in text and t[7] in text and t[2] not in text
+    assert text.index(t[3]) < text.index(t[7])                       # oldest first
+    assert text.count(" | ") == HISTORY_ITEMS - 1
+    prompt, answer = candidate_prompt("sequential", t[5], with_feature=True)
+    assert FEATURE_TOKEN not in prompt and answer == " " + t[5]
+    prompt, answer = candidate_prompt("direct", t[5], with_feature=True)
+    assert answer is None and f"{FEATURE_TOKEN} {t[5]}" in prompt
+
+
+def test_training_examples_come_from_training_queries_only():
+    split = synthetic_split(12, seed=0)
+    examples = training_examples(split, titles(), n_negatives=3)
+    assert len(examples) == 12 * (1 + 1 + 3)
+    allowed = {int(i) for i in split["candidates"].flatten()} | {int(i) for i in split["target"]}
+    assert {ex["item"] for ex in examples} <= allowed
+    answers = {(ex["task"], ex["answer"]) for ex in examples}
+    assert ("direct", " yes") in answers and ("direct", " no") in answers
+    for ex in examples:
+        row = int(re.search(r"user_(\d+)", ex["shared"]).group(1))
+        if ex["task"] == "direct":
+            assert (ex["answer"] == " yes") == (ex["item"] == int(split["target"][row]))
+        else:
+            assert ex["item"] == int(split["target"][row])
+
+
+def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config):
+    from recbole_tiger.quick_start import run_recbole_tiger
+    from recbole_tiger.rerank.candidates import build_candidates
+
+    result = run_recbole_tiger(model="SASRec", config_dict=dict(tiny_config, train_neg_sample_args=None))
+    data = build_candidates(result["saved_model_file"], k=5, n_eval_users=10, n_train_users=15)
+    valid, test, train = data["splits"]["valid"], data["splits"]["test"], data["splits"]["train"]
+    assert torch.equal(valid["users"], test["users"]) and len(valid["users"]) == 10 and len(train["users"]) == 15
+    assert valid["candidates"].shape == (10, 5) and (valid["candidates"] > 0).all()
+    # a user's training query is their last training item: the valid history ends with it and the
+    # test history with the valid target
+    last = lambda split, row: int(split["history"][row, int(split["length"][row]) - 1])
+    for row in range(10):
+        assert last(test, row) == int(valid["target"][row])
+    valid_rows = {int(u): r for r, u in enumerate(valid["users"])}
+    for row, user in enumerate(train["users"].tolist()):
+        if user in valid_rows:
+            assert int(train["target"][row]) == last(valid, valid_rows[user])
+    # the candidates are the model's own top-5 ranking
+    assert (valid["scores"][:, :-1] >= valid["scores"][:, 1:]).all()
+
+
+def test_feature_projection_replaces_only_the_feature_token():
+    features = torch.randn(N_ITEMS, 6)
+    reranker = tiny_reranker(features)
+    ids = torch.tensor([[5, reranker.feature_id, 7], [reranker.feature_id, 3, 3]])
+    items = torch.tensor([4, 9])
+    embeds = reranker.embed(ids, items)
+    assert embeds.shape == (2, 3, 48)
+    plain = reranker.lm.get_input_embeddings()(ids)
+    assert torch.allclose(embeds[0, 1], reranker.projection(features[4]))
+    assert torch.allclose(embeds[1, 0], reranker.projection(features[9]))
+    assert torch.equal(embeds[0, 0], plain[0, 0]) and torch.equal(embeds[1, 2], plain[1, 2])
+
+
+def test_training_beats_the_untrained_reranker_and_a_reload_scores_the_same(tmp_path):
+    from recbole_tiger.llm.finetune import make_trainable
+
+    t = titles()
+    train, valid = synthetic_split(96, seed=1), synthetic_split(32, seed=2)
+    untrained = evaluate(tiny_reranker(), valid, t, False, show_progress=False)
+    reranker = tiny_reranker()
+    # full fine-tuning: a tiny random LM has nothing for LoRA to adapt
+    log = train_reranker(reranker, training_examples(train, t, n_negatives=3), valid, t, str(tmp_path / "r.pt"),
+                         method="full", budget_min=3, epochs=7, batch_size=16, learning_rate=3e-3, patience=7,
+                         n_valid_users=32, show_progress=False)
+    best = log["best_valid_ndcg10"]
+    chance = ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"]
+    assert best > max(m["ndcg@10"] for m in untrained.values()) + 0.2 and best > chance + 0.2, (untrained, log)
+    # reload: a fresh reranker given the saved (best-epoch) weights scores identically
+    fresh = tiny_reranker()
+    load_reranker_state(fresh, str(tmp_path / "r.pt"))
+    load_reranker_state(reranker, str(tmp_path / "r.pt"))
+    a, b = evaluate(reranker, valid, t, False, show_progress=False), evaluate(fresh, valid, t, False, show_progress=False)
+    assert a == b and a[log["best_mode"]]["ndcg@10"] == best
+    # LoRA: the saved adapter weights load into a freshly wrapped reranker
+    lora = tiny_reranker()
+    train_reranker(lora, training_examples(train, t, n_negatives=1)[:32], valid, t,
+                   str(tmp_path / "lora.pt"), method="lora", epochs=1, batch_size=16, lora_rank=4,
+                   n_valid_users=8, show_progress=False)
+    again = tiny_reranker()
+    again.lm = make_trainable(again.lm, "lora", [], 4)
+    load_reranker_state(again, str(tmp_path / "lora.pt"))
+    assert evaluate(lora, valid, t, False, 8, show_progress=False) == evaluate(again, valid, t, False, 8,
+                                                                             show_progress=False)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_reranker_state(tiny_reranker(), str(tmp_path / "lora.pt"))
+
+
+def test_item_feature_files(tmp_path):
+    from recbole_tiger.rerank.compare import load_item_features
+
+    tokens = ["[PAD]", "a", "b", "c"]
+    good = tmp_path / "f.itememb"
+    good.write_text("item_id:token\titem_emb:float_seq\na\t1 2\nc\t3 4\n")
+    features = load_item_features(str(good), tokens)
+    assert features.shape == (4, 2) and features[1].tolist() == [1, 2] and features[2].tolist() == [0, 0]
+    bad = tmp_path / "bad.itememb"
+    bad.write_text("item_id:token\titem_emb:float_seq\na\t1 2\nb\t1 x\n")
+    with pytest.raises(ValueError, match=r"bad.itememb:3: feature of 'b'"):
+        load_item_features(str(bad), tokens)
+    np.save(tmp_path / "f.npy", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="one row per internal item id"):
+        load_item_features(str(tmp_path / "f.npy"), tokens)
