@@ -115,6 +115,23 @@ def make_trainable(model, method, new_token_ids, lora_rank):
     return get_peft_model(model, config)
 
 
+def warmup_adamw(params, learning_rate, warmup_steps):
+    """AdamW (no weight decay) with a linear warmup to a constant learning rate."""
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+    return optimizer, schedule
+
+
+def optimizer_step(loss, optimizer, schedule, params, max_norm=1.0):
+    """Backward, clip, step; returns the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    schedule.step()
+    return float(loss.detach())
+
+
 def trainable_state(model):
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
@@ -151,8 +168,7 @@ def finetune(train, valid, catalogue, output_dir, base_model=DEFAULT_BASE_MODEL,
     train_enc = [encode_example(tokenizer, ex["messages"]) for ex in train]
     valid_enc = [encode_example(tokenizer, ex["messages"]) for ex in valid]
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+    optimizer, schedule = warmup_adamw(params, learning_rate, warmup_steps)
     pad_id = tokenizer.pad_token_id
     log = {"method": method, "base_model": base_model, "n_train": len(train), "n_valid": len(valid),
            "trainable_params": sum(p.numel() for p in params), "evaluations": []}
@@ -177,14 +193,9 @@ def finetune(train, valid, catalogue, output_dir, base_model=DEFAULT_BASE_MODEL,
                    desc=f"epoch {epoch}", leave=False)
         for group in bar:
             batch = to_device(collate([train_enc[i] for i in group], pad_id), device)
-            loss = answer_loss(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
+            loss = optimizer_step(answer_loss(model, batch), optimizer, schedule, params)
             step += 1
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}")
             if eval_steps and step % eval_steps == 0:
                 evaluate(epoch)
             if time.time() - start > budget_s or bad >= patience:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from recbole_tiger.atomic_io import atomic_torch_save
-from recbole_tiger.llm.finetune import make_trainable, trainable_state
+from recbole_tiger.llm.finetune import make_trainable, optimizer_step, trainable_state, warmup_adamw
 from recbole_tiger.rerank.prompts import DIRECT_TEMPLATES, SEQUENTIAL_TEMPLATES, candidate_prompt, shared_text
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
     rng = random.Random(seed)
     reranker.lm = make_trainable(reranker.lm, method, [], lora_rank) if method == "lora" else reranker.lm
     params = [p for p in reranker.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+    optimizer, schedule = warmup_adamw(params, learning_rate, warmup_steps)
     log = {"method": method, "n_examples": len(examples), "trainable_params": sum(p.numel() for p in params),
            "task_weights": task_weights, "epochs": []}
     start, step, best, bad = time.time(), 0, -math.inf, 0
@@ -81,14 +80,9 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
         losses = []
         bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not show_progress, leave=False)
         for i in bar:
-            loss = reranker.loss([examples[j] for j in order[i: i + batch_size]], task_weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
+            losses.append(optimizer_step(reranker.loss([examples[j] for j in order[i: i + batch_size]], task_weights),
+                                         optimizer, schedule, params))
             step += 1
-            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if time.time() - start > budget_min * 60:
                 break
