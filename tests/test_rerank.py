@@ -92,8 +92,10 @@ def test_training_examples_come_from_training_queries_only():
             assert ex["item"] == int(split["target"][row])
 
 
-def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config):
+def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config, tmp_path):
+    from recbole_tiger.atomic_io import atomic_torch_save
     from recbole_tiger.quick_start import run_recbole_tiger
+    from recbole_tiger.rerank import compare
     from recbole_tiger.rerank.candidates import build_candidates
 
     result = run_recbole_tiger(model="SASRec", config_dict=dict(tiny_config, train_neg_sample_args=None))
@@ -112,6 +114,20 @@ def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config):
             assert int(train["target"][row]) == last(valid, valid_rows[user])
     # the candidates are the model's own top-5 ranking
     assert (valid["scores"][:, :-1] >= valid["scores"][:, 1:]).all()
+
+    # the comparison command end to end, with a tiny LM saved as a local model folder
+    reranker = tiny_reranker()
+    reranker.lm.save_pretrained(tmp_path / "lm")
+    reranker.tokenizer.save_pretrained(tmp_path / "lm")
+    atomic_torch_save(str(tmp_path / "cands.pt"), data)
+    compare.main([f"--candidates={tmp_path / 'cands.pt'}", f"--base_model={tmp_path / 'lm'}", "--method=full",
+                  "--budget=1", "--epochs=1", "--n_valid_users=5", f"--results_dir={tmp_path / 'results'}"])
+    table = (tmp_path / "results" / "tiny-rerank.md").read_text()
+    for system in ("first stage", "popularity", "MiniLM history-candidate cosine", "LM reranker, untrained",
+                   "LM reranker, trained"):
+        assert f"| {system}" in table
+    first = ranking_metrics(test["candidates"], test["target"])
+    assert f"| first stage | SASRec (repeatable) |  | 10 | 5 | {first['recall@5']} |" in table
 
 
 def test_feature_projection_replaces_only_the_feature_token():
