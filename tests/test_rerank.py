@@ -9,7 +9,7 @@ import torch
 
 from recbole_tiger.rerank.prompts import (FEATURE_TOKEN, HISTORY_ITEMS, candidate_prompt, shared_text,
                                           training_examples)
-from recbole_tiger.rerank.train import evaluate, load_reranker_state, ranking_metrics, train_reranker
+from recbole_tiger.rerank.train import evaluate, load_reranker_state, ranking_metrics, train_reranker, wrap_for_method
 
 FAMILIES = [("Face", "Cream"), ("Hair", "Shampoo"), ("Eye", "Mascara"), ("Rose", "Perfume")]
 N_ITEMS = 41                                   # ids 1..40 (0 = padding); family = (id - 1) % 4
@@ -120,12 +120,26 @@ def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config, tmp_pat
     reranker.lm.save_pretrained(tmp_path / "lm")
     reranker.tokenizer.save_pretrained(tmp_path / "lm")
     atomic_torch_save(str(tmp_path / "cands.pt"), data)
-    compare.main([f"--candidates={tmp_path / 'cands.pt'}", f"--base_model={tmp_path / 'lm'}", "--method=full",
-                  "--budget=1", "--epochs=1", "--n_valid_users=5", f"--results_dir={tmp_path / 'results'}"])
+    # split over invocations as on Beauty: baselines and the untrained LM first, then training
+    common = [f"--candidates={tmp_path / 'cands.pt'}", f"--base_model={tmp_path / 'lm'}", "--n_valid_users=5",
+              f"--results_dir={tmp_path / 'results'}", f"--out={tmp_path / 'reranker.pt'}"]
+    compare.main(common + ["--systems=baselines,untrained"])
+    table = (tmp_path / "results" / "tiny-rerank.md").read_text()
+    assert "| LM reranker, untrained" in table and "| LM reranker, trained" not in table
+    compare.main(common + ["--systems=trained", "--method=lora", "--budget=1", "--epochs=1"])
     table = (tmp_path / "results" / "tiny-rerank.md").read_text()
     for system in ("first stage", "popularity", "MiniLM history-candidate cosine", "LM reranker, untrained",
                    "LM reranker, trained"):
-        assert f"| {system}" in table
+        assert table.count(f"| {system}") == 1, table
+    measured = lambda md: next(line for line in md.splitlines()  # all but commit, date, machine
+                               if line.startswith("| LM reranker, trained")).split("|")[1:12]
+    trained_row = measured(table)
+    # a later invocation tests the saved reranker again (LoRA re-wrapped from the file's meta): same row
+    compare.main(common + ["--systems=trained", "--use_saved"])
+    again = (tmp_path / "results" / "tiny-rerank.md").read_text()
+    assert measured(again) == trained_row
+    with pytest.raises(SystemExit, match="unknown"):
+        compare.main(common + ["--systems=trained,reranked"])
     first = ranking_metrics(test["candidates"], test["target"])
     assert f"| first stage | SASRec (repeatable) |  | 10 | 5 | {first['recall@5']} |" in table
 
@@ -144,8 +158,6 @@ def test_feature_projection_replaces_only_the_feature_token():
 
 
 def test_training_beats_the_untrained_reranker_and_a_reload_scores_the_same(tmp_path):
-    from recbole_tiger.llm.finetune import make_trainable
-
     t = titles()
     train, valid = synthetic_split(96, seed=1), synthetic_split(32, seed=2)
     untrained = evaluate(tiny_reranker(), valid, t, False, show_progress=False)
@@ -168,8 +180,7 @@ def test_training_beats_the_untrained_reranker_and_a_reload_scores_the_same(tmp_
     train_reranker(lora, training_examples(train, t, n_negatives=1)[:32], valid, t,
                    str(tmp_path / "lora.pt"), method="lora", epochs=1, batch_size=16, lora_rank=4,
                    n_valid_users=8, show_progress=False)
-    again = tiny_reranker()
-    again.lm = make_trainable(again.lm, "lora", [], 4)
+    again = wrap_for_method(tiny_reranker(), "lora", 4)
     load_reranker_state(again, str(tmp_path / "lora.pt"))
     assert evaluate(lora, valid, t, False, 8, show_progress=False) == evaluate(again, valid, t, False, 8,
                                                                              show_progress=False)

@@ -7,8 +7,14 @@ candidate titles.
         --budget=50 --out=saved/rerank/amazon-beauty-SASRec-reranker.pt
 
 Scoring mode (direct yes/no, sequential title likelihood, or both) is chosen on the valid
-split for each reranker, then the test split is reranked once. One row per system merges into
-``results/<dataset>-rerank.md`` (and ``.csv``) with commit, date and machine.
+split for each reranker, then the test split is reranked once. Each system's row merges into
+``results/<dataset>-rerank.md`` (and ``.csv``) with commit, date and machine as soon as it is
+measured, so a long comparison can be split over invocations (a 135M LM reranks about one
+user per 5 s on one core here):
+
+    python -m recbole_tiger.rerank.compare --candidates=... --systems=baselines,untrained
+    python -m recbole_tiger.rerank.compare --candidates=... --systems=trained --budget=50
+    python -m recbole_tiger.rerank.compare --candidates=... --systems=trained --use_saved   # test again, no training
 """
 import argparse
 import logging
@@ -20,7 +26,10 @@ import torch
 from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import Reranker
 from recbole_tiger.rerank.prompts import HISTORY_ITEMS, item_titles, training_examples
-from recbole_tiger.rerank.train import MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker
+from recbole_tiger.rerank.train import (MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker,
+                                     wrap_for_method)
+
+SYSTEMS = ("baselines", "untrained", "trained")
 
 COLUMNS = ["system", "first_stage", "mode", "users", "K", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
            "valid_ndcg@10", "train", "commit", "date", "machine"]
@@ -66,8 +75,9 @@ def text_similarity_order(split, titles):
 
     encoder = load_sentence_encoder(None, torch.device("cpu"))
     needed = sorted({int(i) for i in split["candidates"].flatten()} | {int(i) for i in split["history"].flatten()} - {0})
-    emb = torch.zeros(len(titles), encoder.get_sentence_embedding_dimension())
-    emb[needed] = torch.as_tensor(encoder.encode([titles[i] for i in needed], batch_size=64, normalize_embeddings=True))
+    vectors = torch.as_tensor(encoder.encode([titles[i] for i in needed], batch_size=64, normalize_embeddings=True))
+    emb = torch.zeros(len(titles), vectors.shape[1])
+    emb[needed] = vectors
     orders = []
     for row in range(len(split["users"])):
         n = int(split["length"][row])
@@ -76,9 +86,12 @@ def text_similarity_order(split, titles):
     return torch.stack(orders)
 
 
-def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_users, train_note, common):
-    """Choose the mode on valid, rerank test once."""
-    valid_metrics = evaluate(reranker, valid, titles, with_feature, n_valid_users)
+def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_users, train_note, common,
+                  valid_metrics=None):
+    """Choose the mode on valid (``valid_metrics``: already measured on these weights, e.g. by
+    training's best epoch; a 135M LM reranks ~one user per 5 s here), rerank test once."""
+    if valid_metrics is None:
+        valid_metrics = evaluate(reranker, valid, titles, with_feature, n_valid_users)
     mode = max(MODES, key=lambda m: valid_metrics[m]["ndcg@10"])
     test_metrics = evaluate(reranker, test, titles, with_feature)[mode]
     return {"system": name, "mode": mode, **common, **test_metrics,
@@ -102,7 +115,17 @@ def main(argv=None):
     parser.add_argument("--item_features", default=None, help=".npy or atomic item_id/float_seq file")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="which rows to measure now, comma-separated: baselines (first stage, popularity, "
+                             "MiniLM cosine), untrained, trained; the others stay as the table has them")
+    parser.add_argument("--use_saved", action="store_true",
+                        help="trained: evaluate the reranker saved at --out (by an earlier invocation) instead "
+                             "of training one")
     args = parser.parse_args(argv)
+    systems = args.systems.split(",")
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        raise SystemExit(f"rerank.compare: --systems: unknown {unknown}, expected some of {list(SYSTEMS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
 
@@ -119,35 +142,51 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         return Reranker(*load_base_model(args.base_model), features=features)
 
-    rows = [{"system": "first stage", "mode": "", **common, **ranking_metrics(test["candidates"], test["target"]),
-             "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"], "train": ""}]
-    counts = data["item_train_count"]
-    rows.append({"system": "popularity", "mode": "", **common,
-                 **ranking_metrics(test["candidates"], test["target"], popularity_order(test, counts)),
-                 "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
-                                                  popularity_order(valid, counts))["ndcg@10"], "train": ""})
-    rows.append({"system": "MiniLM history-candidate cosine", "mode": "", **common,
-                 **ranking_metrics(test["candidates"], test["target"], text_similarity_order(test, titles)),
-                 "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
-                                                  text_similarity_order(valid, titles))["ndcg@10"], "train": ""})
+    base = os.path.join(args.results_dir, f"{data['dataset']}-rerank")
+    title = (f"Reranking {data['model']}'s top-{data['k']} on {data['dataset']} (test split, "
+             f"{len(test['users'])} sampled users; modes chosen on valid)")
+    rows = []
+
+    def save(new_rows):  # each system's row is kept as soon as it is measured
+        rows.extend(new_rows)
+        write_table(base, title, COLUMNS, new_rows, ["system", "first_stage", "users", "K"])
+
+    if "baselines" in systems:
+        counts = data["item_train_count"]
+        save([{"system": "first stage", "mode": "", **common, **ranking_metrics(test["candidates"], test["target"]),
+               "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"], "train": ""},
+              {"system": "popularity", "mode": "", **common,
+               **ranking_metrics(test["candidates"], test["target"], popularity_order(test, counts)),
+               "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
+                                                popularity_order(valid, counts))["ndcg@10"], "train": ""},
+              {"system": "MiniLM history-candidate cosine", "mode": "", **common,
+               **ranking_metrics(test["candidates"], test["target"], text_similarity_order(test, titles)),
+               "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
+                                                text_similarity_order(valid, titles))["ndcg@10"], "train": ""}])
     with_feature = features is not None
-    rows.append(reranker_rows(f"LM reranker, untrained ({args.base_model})", build(), valid, test, titles,
-                              with_feature, args.n_valid_users, "none", common))
-    examples = training_examples(train, titles, args.n_negatives, args.seed, with_feature)
-    reranker = build()
-    log = train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
-                         args.batch_size, args.learning_rate, task_weights={"sequential": args.sequential_weight,
-                                                                            "direct": args.direct_weight},
-                         n_valid_users=args.n_valid_users, seed=args.seed)
-    load_reranker_state(reranker, out)  # the best epoch's weights, as saved
-    note = (f"{args.method}, {log['steps']} steps over {len(examples)} examples from {len(train['users'])} "
-            f"training users, {log['train_seconds'] / 60:.0f} min, best epoch {log.get('best_epoch')}")
-    rows.append(reranker_rows(f"LM reranker, trained ({args.base_model})", reranker, valid, test, titles,
-                              with_feature, args.n_valid_users, note, common))
-    write_table(os.path.join(args.results_dir, f"{data['dataset']}-rerank"),
-                f"Reranking {data['model']}'s top-{data['k']} on {data['dataset']} (test split, "
-                f"{len(test['users'])} sampled users; modes chosen on valid)", COLUMNS, rows,
-                ["system", "first_stage", "users", "K"])
+    if "untrained" in systems:
+        save([reranker_rows(f"LM reranker, untrained ({args.base_model})", build(), valid, test, titles,
+                            with_feature, args.n_valid_users, "none", common)])
+    if "trained" in systems:
+        reranker = build()
+        if args.use_saved:
+            if not os.path.isfile(out):
+                raise SystemExit(f"rerank.compare: --use_saved: {out} does not exist (train it first, without "
+                                 "--use_saved)")
+            saved_meta = torch.load(out, map_location="cpu", weights_only=True)["meta"]
+            wrap_for_method(reranker, saved_meta["method"], saved_meta.get("lora_rank", 16))
+        else:
+            examples = training_examples(train, titles, args.n_negatives, args.seed, with_feature)
+            train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
+                           args.batch_size, args.learning_rate,
+                           task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
+                           n_valid_users=args.n_valid_users, seed=args.seed)
+        meta = load_reranker_state(reranker, out)  # the best epoch's weights, as saved
+        note = (f"{meta['method']}, {meta.get('steps', '?')} steps over {meta['n_examples']} examples from "
+                f"{len(train['users'])} training users, {meta.get('train_seconds', 0) / 60:.0f} min, best epoch "
+                f"{meta.get('best_epoch')}")
+        save([reranker_rows(f"LM reranker, trained ({args.base_model})", reranker, valid, test, titles,
+                            with_feature, args.n_valid_users, note, common, valid_metrics=meta.get("best_valid"))])
     for row in rows:
         print({k: row[k] for k in ("system", "mode", "ndcg@10", "recall@10", "valid_ndcg@10")})
 

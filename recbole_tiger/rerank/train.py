@@ -67,10 +67,10 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
     with_feature = reranker.feature_id is not None
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    reranker.lm = make_trainable(reranker.lm, method, [], lora_rank) if method == "lora" else reranker.lm
+    wrap_for_method(reranker, method, lora_rank)
     params = [p for p in reranker.parameters() if p.requires_grad]
     optimizer, schedule = warmup_adamw(params, learning_rate, warmup_steps)
-    log = {"method": method, "n_examples": len(examples), "trainable_params": sum(p.numel() for p in params),
+    log = {"method": method, "lora_rank": lora_rank, "n_examples": len(examples), "trainable_params": sum(p.numel() for p in params),
            "task_weights": task_weights, "epochs": []}
     start, step, best, bad = time.time(), 0, -math.inf, 0
     for epoch in range(epochs):
@@ -94,18 +94,34 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
                     + ", ".join(f"{m} {metrics[m]['ndcg@10']}" for m in MODES))
         if metrics[mode]["ndcg@10"] > best:
             best, bad = metrics[mode]["ndcg@10"], 0
-            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=best)
+            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=best, best_valid=metrics)
             save_reranker(reranker, out, {k: v for k, v in log.items() if k != "epochs"})
         else:
             bad += 1
         if bad >= patience or time.time() - start > budget_min * 60:
             break
     log.update(steps=step, train_seconds=round(time.time() - start, 1))
+    update_reranker_meta(out, steps=log["steps"], train_seconds=log["train_seconds"])
     return log
+
+
+def wrap_for_method(reranker, method, lora_rank=16):
+    """LoRA adapters around the LM (``method='lora'``), as training does before its first step;
+    a saved LoRA reranker loads only into a reranker wrapped the same way."""
+    if method == "lora":
+        reranker.lm = make_trainable(reranker.lm, method, [], lora_rank)
+    return reranker
 
 
 def save_reranker(reranker, path, meta):
     atomic_torch_save(path, {"state": {k: v.cpu() for k, v in trainable_state(reranker).items()}, "meta": meta})
+
+
+def update_reranker_meta(path, **meta):
+    """Add to the saved file's meta (e.g. the whole run's steps), weights untouched."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved["meta"].update(meta)
+    atomic_torch_save(path, saved)
 
 
 def load_reranker_state(reranker, path):
@@ -122,5 +138,6 @@ def load_reranker_state(reranker, path):
     return saved["meta"]
 
 
-__all__ = ["train_reranker", "evaluate", "ranking_metrics", "save_reranker", "load_reranker_state",
+__all__ = ["train_reranker", "evaluate", "ranking_metrics", "save_reranker", "load_reranker_state", "update_reranker_meta",
+           "wrap_for_method",
            "DIRECT_TEMPLATES", "SEQUENTIAL_TEMPLATES"]
