@@ -5,7 +5,7 @@
 Everything is synthetic and made by this tool (no download): a catalogue of N items, users'
 sequences over it (popular items drawn more often), and 384-d "text embeddings" drawn around
 random topic centres. Each (part, N) runs in its own child process, so its peak memory
-(``ru_maxrss``) is that measurement's alone; rows merge into ``results/scaling.{csv,md,png}``,
+(``ru_maxrss``) is that measurement's alone (each quantiser has its own); rows merge into ``results/scaling.{csv,md,png}``,
 stamped with commit, date and machine.
 
 decode    Untrained TIGER (the CPU preset's sizes, random 3 x 256 semantic IDs + collision level:
@@ -140,50 +140,62 @@ def measure_decode(n_items, n_users, seed):
     return rows
 
 
-def measure_prestage(n_items, seed, rqvae_max_items, n_topics=2000, dim=384):
-    """Quantisers on memory-mapped synthetic embeddings (this process only)."""
+def write_embeddings(path, n_items, seed, n_topics=2000, dim=384):
+    """Synthetic "text embeddings" around random topic centres, written in blocks to a float32
+    .npy file (never a full in-memory copy)."""
+    rng = np.random.default_rng(seed)
+    topics = rng.standard_normal((n_topics, dim)).astype(np.float32)
+    emb = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_items, dim))
+    for start in range(0, n_items, 65536):
+        n = min(65536, n_items - start)
+        emb[start:start + n] = topics[rng.integers(0, n_topics, n)] + 0.5 * rng.standard_normal(
+            (n, dim)).astype(np.float32)
+    emb.flush()
+    del emb
+
+
+def measure_prestage(path, quantizer, seed):
+    """One quantiser on the memory-mapped embeddings at ``path``, alone in this process, so the
+    peak memory is the quantiser's (the file is written by the parent)."""
     import torch
 
     from recbole_tiger.semantic_ids.defaults import resolve_params
     from recbole_tiger.semantic_ids.pipeline import quantize
 
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "emb.npy")
-        rng = np.random.default_rng(seed)
-        topics = rng.standard_normal((n_topics, dim)).astype(np.float32)
-        emb = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_items, dim))
-        for start in range(0, n_items, 65536):          # written in blocks: never a full float64 copy
-            n = min(65536, n_items - start)
-            emb[start:start + n] = topics[rng.integers(0, n_topics, n)] + 0.5 * rng.standard_normal(
-                (n, dim)).astype(np.float32)
-        emb.flush()
-        del emb
-        for quantizer in ("rqkmeans", "rqvae"):
-            if quantizer == "rqvae" and n_items > rqvae_max_items:
-                continue
-            embeddings = np.load(path, mmap_mode="r")
-            params = resolve_params({"sid_quantizer": quantizer, "sid_epochs": 5})
-            start = time.perf_counter()
-            codes, _, _ = quantize(embeddings, params, torch.device("cpu"), seed)
-            seconds = time.perf_counter() - start
-            rows.append({"part": "prestage", "n_items": n_items, "model": quantizer, "peak_mem_mb": peak_mem_mb(),
-                         "seconds": round(seconds, 1),
-                         "detail": f"3x256 codes, {dim}-d embeddings (memory-mapped)"
-                                   + (", 5 RQ-VAE epochs" if quantizer == "rqvae" else "")})
-    return rows
+    embeddings = np.load(path, mmap_mode="r")
+    params = resolve_params({"sid_quantizer": quantizer, "sid_epochs": 5})
+    start = time.perf_counter()
+    quantize(embeddings, params, torch.device("cpu"), seed)
+    seconds = time.perf_counter() - start
+    return [{"part": "prestage", "n_items": len(embeddings), "model": quantizer, "peak_mem_mb": peak_mem_mb(),
+             "seconds": round(seconds, 1),
+             "detail": f"3x256 codes, {embeddings.shape[1]}-d float32 embeddings (memory-mapped, "
+                       f"{embeddings.nbytes / 2**20:.0f} MB)" + (", 5 RQ-VAE epochs" if quantizer == "rqvae" else "")}]
 
 
 # ----------------------------------------------------------------------------- driver
-def run_child(part, n_items, args):
+def run_child(part, n_items, args, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rows.json")
         cmd = [sys.executable, "-m", "recbole_tiger.evaluation.scaling", "--child", f"--parts={part}",
-               f"--sizes={n_items}", f"--users={args.users}", f"--seed={args.seed}",
-               f"--rqvae_max_items={args.rqvae_max_items}", f"--child_out={out}"]
+               f"--sizes={n_items}", f"--users={args.users}", f"--seed={args.seed}", f"--child_out={out}", *extra]
         subprocess.run(cmd, check=True)
         with open(out) as f:
             return json.load(f)
+
+
+def measurements(part, n_items, args):
+    """Rows of one (part, N): decode in one child; each quantiser in its own child."""
+    if part == "decode":
+        return run_child(part, n_items, args)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "emb.npy")
+        write_embeddings(path, n_items, args.seed)
+        for quantizer in ("rqkmeans", "rqvae"):
+            if quantizer == "rqkmeans" or n_items <= args.rqvae_max_items:
+                rows += run_child(part, n_items, args, [f"--embeddings={path}", f"--quantizer={quantizer}"])
+    return rows
 
 
 def write_results(results_dir, new_rows):
@@ -236,6 +248,8 @@ def main(argv=None):
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--embeddings", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--quantizer", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     parts = args.parts.split(",")
@@ -246,14 +260,14 @@ def main(argv=None):
     if args.child:
         part, n_items = parts[0], sizes[0]
         rows = (measure_decode(n_items, args.users, args.seed) if part == "decode"
-                else measure_prestage(n_items, args.seed, args.rqvae_max_items))
+                else measure_prestage(args.embeddings, args.quantizer, args.seed))
         write_text_atomic(args.child_out, json.dumps(rows))
         return
 
     stamp = {"commit": git_commit(), "date": utc_date(), "machine": machine_description("cpu")}
     for part in parts:
         for n_items in sizes:
-            rows = [{**row, **stamp} for row in run_child(part, n_items, args)]
+            rows = [{**row, **stamp} for row in measurements(part, n_items, args)]
             write_results(args.results_dir, rows)
             for row in rows:
                 print(" | ".join(f"{k}={row.get(k)}" for k in COLUMNS[:9]), flush=True)

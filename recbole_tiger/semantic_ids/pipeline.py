@@ -221,8 +221,9 @@ def quantize(embeddings, params, device, seed, extra=None):
         torch.set_num_threads(threads)
 
 
-def standardise(x):
-    return (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+def standardise(x, inplace=False):
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    return x.sub_(mean).div_(std) if inplace else (x - mean) / std
 
 
 def _quantize(embeddings, params, device, seed, extra=None):
@@ -236,7 +237,10 @@ def _quantize(embeddings, params, device, seed, extra=None):
                 "initialised; lower sid_codebook_size."
             )
         if params["sid_quantizer"] == "rqkmeans":
-            x = standardise(torch.as_tensor(embeddings, dtype=torch.float32, device=device))  # as the RQ-VAE
+            # one float32 copy of the (possibly memory-mapped) embeddings, standardised in place as
+            # the RQ-VAE does, then reused as k-means' residual buffer: ~2 x N x D x 4 bytes at the peak
+            x = torch.tensor(np.asarray(embeddings), dtype=torch.float32, device=device)
+            x = standardise(x, inplace=True)
             if extra is not None:
                 # each block standardised, then the co-purchase block scaled so its total variance is
                 # `weight` x the text block's; items without pairs sit at its centre (0)
@@ -245,7 +249,7 @@ def _quantize(embeddings, params, device, seed, extra=None):
                 c = standardise(c) * has_pairs
                 c = c * (params["sid_collaborative_weight"] * x.shape[1] / c.shape[1]) ** 0.5
                 x = torch.cat([x, c], dim=1)
-            _, codes = residual_kmeans(x, n_levels, k, generator, params["sid_kmeans_iters"])
+            _, codes = residual_kmeans(x, n_levels, k, generator, params["sid_kmeans_iters"], overwrite_input=True)
             logger.info(f"Residual k-means: {level_usage_and_perplexity(codes.cpu(), [k] * n_levels)}")
             return codes.cpu(), None, []
         return train_rqvae(embeddings, params, device, generator)
