@@ -4,9 +4,9 @@
 
 Everything is synthetic and made by this tool (no download): a catalogue of N items, users'
 sequences over it (popular items drawn more often), and 384-d "text embeddings" drawn around
-random topic centres. Each (part, N) runs in its own child process, so its peak memory
-(``ru_maxrss``) is that measurement's alone (each quantiser has its own); rows merge into ``results/scaling.{csv,md,png}``,
-stamped with commit, date and machine.
+random topic centres. Each (part, N) runs in its own child process (each quantiser in its
+own), so its peak memory (``ru_maxrss``) is that measurement's alone; rows merge into
+``results/scaling.{csv,md,png}``, stamped with commit, date and machine.
 
 decode    Untrained TIGER (the CPU preset's sizes, random 3 x 256 semantic IDs + collision level:
           the shape of a real artifact; what is measured does not depend on the weights) and

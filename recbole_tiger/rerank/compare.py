@@ -26,8 +26,7 @@ import torch
 from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import Reranker
 from recbole_tiger.rerank.prompts import HISTORY_ITEMS, item_titles, training_examples
-from recbole_tiger.rerank.train import (MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker,
-                                     wrap_for_method)
+from recbole_tiger.rerank.train import MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker
 
 SYSTEMS = ("baselines", "untrained", "trained")
 
@@ -173,15 +172,14 @@ def main(argv=None):
             if not os.path.isfile(out):
                 raise SystemExit(f"rerank.compare: --use_saved: {out} does not exist (train it first, without "
                                  "--use_saved)")
-            saved_meta = torch.load(out, map_location="cpu", weights_only=True)["meta"]
-            wrap_for_method(reranker, saved_meta["method"], saved_meta.get("lora_rank", 16))
         else:
             examples = training_examples(train, titles, args.n_negatives, args.seed, with_feature)
             train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
                            args.batch_size, args.learning_rate,
                            task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
                            n_valid_users=args.n_valid_users, seed=args.seed)
-        meta = load_reranker_state(reranker, out)  # the best epoch's weights, as saved
+        # the best epoch's weights, as saved (a reranker not trained here is first wrapped as it was)
+        meta = load_reranker_state(reranker, out, wrap=args.use_saved)
         note = (f"{meta['method']}, {meta.get('steps', '?')} steps over {meta['n_examples']} examples from "
                 f"{len(train['users'])} training users, {meta.get('train_seconds', 0) / 60:.0f} min, best epoch "
                 f"{meta.get('best_epoch')}")

@@ -70,8 +70,8 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
     wrap_for_method(reranker, method, lora_rank)
     params = [p for p in reranker.parameters() if p.requires_grad]
     optimizer, schedule = warmup_adamw(params, learning_rate, warmup_steps)
-    log = {"method": method, "lora_rank": lora_rank, "n_examples": len(examples), "trainable_params": sum(p.numel() for p in params),
-           "task_weights": task_weights, "epochs": []}
+    log = {"method": method, "lora_rank": lora_rank, "n_examples": len(examples),
+           "trainable_params": sum(p.numel() for p in params), "task_weights": task_weights, "epochs": []}
     start, step, best, bad = time.time(), 0, -math.inf, 0
     for epoch in range(epochs):
         order = list(range(len(examples)))
@@ -124,9 +124,12 @@ def update_reranker_meta(path, **meta):
     atomic_torch_save(path, saved)
 
 
-def load_reranker_state(reranker, path):
-    """Load saved trainable weights into a reranker built the same way (LoRA wrapped first)."""
+def load_reranker_state(reranker, path, wrap=False):
+    """Load saved trainable weights into a reranker built the same way (LoRA wrapped first; with
+    ``wrap``, a fresh reranker is wrapped here as the saved one was trained)."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    if wrap:
+        wrap_for_method(reranker, saved["meta"]["method"], saved["meta"].get("lora_rank", 16))
     named = dict(reranker.named_parameters())
     missing = [k for k in saved["state"] if k not in named]
     if missing:
@@ -138,6 +141,5 @@ def load_reranker_state(reranker, path):
     return saved["meta"]
 
 
-__all__ = ["train_reranker", "evaluate", "ranking_metrics", "save_reranker", "load_reranker_state", "update_reranker_meta",
-           "wrap_for_method",
-           "DIRECT_TEMPLATES", "SEQUENTIAL_TEMPLATES"]
+__all__ = ["train_reranker", "evaluate", "ranking_metrics", "save_reranker", "load_reranker_state",
+           "update_reranker_meta", "wrap_for_method", "DIRECT_TEMPLATES", "SEQUENTIAL_TEMPLATES"]

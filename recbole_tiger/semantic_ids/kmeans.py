@@ -8,6 +8,8 @@ import math
 
 import torch
 
+ROW_CHUNK = 65536  # rows per elementwise [chunk, D] pass over the points (100 MB at D = 384)
+
 
 def squared_distances(x, centers, chunk=8192):
     """||x_i - c_j||^2 for all pairs.   x [N, D], centers [K, D] -> [N, K]"""
@@ -40,7 +42,7 @@ def kmeans_plus_plus(x, k, generator):
     first = torch.randint(n, (1,), generator=generator, device="cpu").item()
     centers = [x[first]]
     closest = torch.cat([((xb - x[first]) ** 2).sum(-1)                 # [N], in chunks: no [N, D] temporary
-                         for xb in x.split(65536)])
+                         for xb in x.split(ROW_CHUNK)])
     for _ in range(1, k):
         total = closest.sum()
         if total <= 0:  # fewer distinct points than k: duplicate (handled by empty-cluster logic)
@@ -86,7 +88,7 @@ def kmeans(x, k, generator, n_iters=25, tol=1e-6):
     return centers, assign
 
 
-def residual_kmeans(x, n_levels, k, generator, n_iters=25, overwrite_input=False, chunk=65536):
+def residual_kmeans(x, n_levels, k, generator, n_iters=25, overwrite_input=False, chunk=ROW_CHUNK):
     """Residual k-means (no training): level l clusters what levels < l left unexplained.
 
     Returns (codebooks [L, K, D], codes [N, L]). With ``overwrite_input`` a float32 ``x`` becomes
