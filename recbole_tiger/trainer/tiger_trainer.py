@@ -2,6 +2,11 @@
 
 * ``lr_scheduler: rsqrt`` — linear warmup for ``warmup_steps`` optimizer steps, then
   inverse-square-root decay (the TIGER paper's schedule, per step rather than per epoch);
+* ``lr_scheduler: cosine`` — the same warmup, then cosine decay to 0 at the last step of
+  ``epochs`` (a schedule that knows where training ends: decaying to zero within a fixed
+  budget beats an open-ended decay at the same number of steps, Li et al., ICLR 2020
+  "Budgeted Training"; cornac's TIGER uses warmup + cosine). Set ``epochs`` to what the
+  time budget affords: a run cut by ``train_time_budget`` first never reaches the low rates;
 * ``cold_start_eval: True`` — after every evaluation, Recall@K / NDCG@K restricted to
   targets that never occur in training (TIGER can generate them: every item has an ID),
   added to the result as ``cold_recall@K`` / ``cold_ndcg@K`` and logged.
@@ -20,6 +25,7 @@ from recbole_tiger.settings import setting
 
 class TIGERTrainer(Trainer):
     def __init__(self, config, model):
+        self._steps_per_epoch = None  # set by fit(); the cosine schedule's length is epochs x this
         super().__init__(config, model)
         self.cold_start_eval = bool(config["cold_start_eval"])
         self._cold_start = None  # ColdStartMetrics while evaluating
@@ -32,18 +38,35 @@ class TIGERTrainer(Trainer):
     def _build_optimizer(self, **kwargs):
         optimizer = super()._build_optimizer(**kwargs)
         schedule = setting(self.config, "lr_scheduler", "constant")
-        if schedule == "rsqrt":
-            warmup = max(1, int(setting(self.config, "warmup_steps", 1)))
-            self.lr_scheduler = LambdaLR(
-                optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
-            )
+        warmup = max(1, int(setting(self.config, "warmup_steps", 1)))
+        if schedule in ("rsqrt", "cosine"):
+            factor = self._rsqrt_factor if schedule == "rsqrt" else self._cosine_factor
+            self.lr_scheduler = LambdaLR(optimizer, lambda step: factor(step + 1, warmup))
             # RecBole's epoch loop calls optimizer.step() once per batch: schedule on that.
             optimizer.register_step_post_hook(lambda *_: self.lr_scheduler.step())
         elif schedule == "constant":
             self.lr_scheduler = None
         else:
-            raise ValueError(f"TIGER: lr_scheduler={schedule!r}, expected 'rsqrt' or 'constant'.")
+            raise ValueError(f"TIGER: lr_scheduler={schedule!r}, expected 'rsqrt', 'cosine' or 'constant'.")
         return optimizer
+
+    @staticmethod
+    def _rsqrt_factor(step, warmup):
+        return min(step / warmup, math.sqrt(warmup / step))
+
+    def _cosine_factor(self, step, warmup):
+        if step < warmup:
+            return step / warmup
+        if self._steps_per_epoch is None:  # LambdaLR's first call, before fit(): nothing decayed yet
+            return 1.0
+        # the run's length in optimizer steps is known once fit() has seen the training data
+        total = self.epochs * self._steps_per_epoch
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._steps_per_epoch = len(train_data)
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
     # ------------------------------------------------------------------ cold-start evaluation
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
