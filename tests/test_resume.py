@@ -80,13 +80,12 @@ def test_resume_from_a_missing_file_names_the_key(tiny_config):
         run_recbole_tiger("SASRec", config_dict={**tiny_config, "resume_from": "saved/nope.resume.pth"})
 
 
-
 def test_cosine_schedule_reaches_zero_at_the_last_epoch_and_resumes(tiny_config):
     """lr_scheduler: cosine decays to 0 exactly at the last optimizer step of `epochs`; a run cut
     by its time budget and resumed follows the same schedule and trains the same weights as
     the uninterrupted run (no restart of the warmup or the decay)."""
-    cosine = {**tiny_config, **TIGER_TINY, "lr_scheduler": "cosine", "warmup_steps": 2, "epochs": 3, "learning_rate": 0.001,
-              "reproducibility": True}
+    cosine = {**tiny_config, **TIGER_TINY, "lr_scheduler": "cosine", "warmup_steps": 2, "epochs": 3,
+              "learning_rate": 0.001, "reproducibility": True}
     whole = run_recbole_tiger("TIGER", config_dict=cosine)
     saved = load_checkpoint(whole["resume_file"])
     assert int(next(iter(saved["optimizer"]["state"].values()))["step"]) > 2
