@@ -40,7 +40,7 @@ def synthetic_split(n_users, seed, k=8):
             "target": torch.tensor(target), "candidates": torch.stack(cands), "scores": torch.zeros(n_users, k)}
 
 
-def tiny_reranker(features=None):
+def tiny_reranker(features=None, precision="float32"):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -60,7 +60,7 @@ def tiny_reranker(features=None):
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96,
                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                       tie_word_embeddings=True))
-    return Reranker(lm, tokenizer, features=features)
+    return Reranker(lm, tokenizer, features=features, precision=precision)
 
 
 def test_prompts_use_the_recent_history_and_features_only_in_direct_prompts():
@@ -186,6 +186,29 @@ def test_training_beats_the_untrained_reranker_and_a_reload_scores_the_same(tmp_
                                                                              show_progress=False)
     with pytest.raises(ValueError, match="do not fit"):
         load_reranker_state(tiny_reranker(), str(tmp_path / "lora.pt"))
+
+
+def test_mixed_precision_trains_and_ranks_like_float32(tmp_path):
+    from recbole_tiger.rerank.model import resolve_precision
+
+    t = titles()
+    train, valid = synthetic_split(96, seed=1), synthetic_split(32, seed=2)
+    reranker = tiny_reranker(precision="bfloat16")
+    log = train_reranker(reranker, training_examples(train, t, n_negatives=3), valid, t, str(tmp_path / "r.pt"),
+                         method="full", budget_min=3, epochs=7, batch_size=16, learning_rate=3e-3, patience=7,
+                         n_valid_users=32, show_progress=False)
+    chance = ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"]
+    assert log["best_valid_ndcg10"] > chance + 0.2, log
+    # the same weights scored exactly: bf16 changes scores a little, rankings hardly
+    load_reranker_state(reranker, str(tmp_path / "r.pt"))
+    mixed = evaluate(reranker, valid, t, False, show_progress=False)
+    reranker.precision = "float32"
+    exact = evaluate(reranker, valid, t, False, show_progress=False)
+    for mode in exact:
+        assert abs(mixed[mode]["ndcg@10"] - exact[mode]["ndcg@10"]) < 0.05, (mode, mixed, exact)
+    assert resolve_precision("auto", "cpu") in ("float32", "bfloat16") and resolve_precision("float32") == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        tiny_reranker(precision="float16")
 
 
 def test_item_feature_files(tmp_path):

@@ -4,6 +4,8 @@ of item feature vectors into its embedding space (VIP5's visual tokens).
 Training and scoring tokenise the same three parts separately (shared history text, the
 candidate's prompt, the answer), so a candidate scores exactly as it trained.
 """
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -12,11 +14,30 @@ from recbole_tiger.llm.finetune import collate
 from recbole_tiger.rerank.prompts import FEATURE_TOKEN, NO, YES
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def resolve_precision(precision, device=None):
+    """``auto`` -> bfloat16 where the hardware does bf16 arithmetic (a CUDA GPU that supports it,
+    a CPU with AVX512-BF16 or AMX), else float32 (bf16 emulated on other CPUs is slower)."""
+    if precision != "auto":
+        return precision
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+
+
 class Reranker(nn.Module):
-    def __init__(self, lm, tokenizer, features=None):
-        """``features``: [n_items, d] item vectors (row = internal item id) or ``None``."""
+    def __init__(self, lm, tokenizer, features=None, precision="float32"):
+        """``features``: [n_items, d] item vectors (row = internal item id) or ``None``.
+        ``precision``: bfloat16 runs the LM's forward (and backward) under bf16 autocast with the
+        weights kept in float32 (mixed precision): 2x faster on a CPU with AVX512-BF16 (measured
+        on this project's machine), on GPUs as usual; float32 is exact."""
         super().__init__()
-        self.lm, self.tokenizer = lm, tokenizer
+        if precision not in PRECISIONS:
+            raise ValueError(f"Reranker: precision {precision!r}, expected one of {PRECISIONS}")
+        self.lm, self.tokenizer, self.precision = lm, tokenizer, precision
         self.feature_id = None
         if features is not None:
             tokenizer.add_tokens([FEATURE_TOKEN], special_tokens=True)
@@ -38,6 +59,11 @@ class Reranker(nn.Module):
     @property
     def device(self):
         return next(self.parameters()).device
+
+    def autocast(self):
+        if self.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def embed(self, input_ids, items):
         """Token embeddings with each row's feature token replaced by its item's projected vector.
@@ -61,8 +87,9 @@ class Reranker(nn.Module):
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         items = torch.tensor([ex["item"] for ex in examples], device=self.device)
         n_keep = batch["n_keep"]
-        logits = self.lm(inputs_embeds=self.embed(batch["input_ids"], items), attention_mask=batch["attention_mask"],
-                         position_ids=batch["position_ids"], logits_to_keep=n_keep).logits        # [B, n_keep, V]
+        with self.autocast():
+            logits = self.lm(inputs_embeds=self.embed(batch["input_ids"], items), attention_mask=batch["attention_mask"],
+                             position_ids=batch["position_ids"], logits_to_keep=n_keep).logits    # [B, n_keep, V]
         targets = batch["labels"][:, -n_keep + 1:]                                             # [B, n_keep-1]
         ce = nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
                                          reduction="none")
@@ -79,9 +106,6 @@ class Reranker(nn.Module):
         was_training = self.training
         self.eval()
         shared_ids = torch.tensor([self.ids(shared)], device=self.device)
-        out = self.lm(inputs_embeds=self.embed(shared_ids, torch.zeros(1, dtype=torch.long, device=self.device)),
-                      use_cache=True)
-        cache, last_logits = out.past_key_values, out.logits[:, -1]                        # [1, V]
         parts = [self.ids(p) for p in prompts]
         tails = [self.ids(a) for a in answers] if answers is not None else [[] for _ in prompts]
         length = max(len(p) + len(t) for p, t in zip(parts, tails))
@@ -89,21 +113,29 @@ class Reranker(nn.Module):
         for row, (p, t) in enumerate(zip(parts, tails)):
             suffix[row, : len(p) + len(t)] = torch.tensor(p + t)
         suffix = suffix.to(self.device)
-        cache.batch_repeat_interleave(len(parts))
-        # right padding needs no mask: under causal attention real tokens never see later pads
-        logits = self.lm(inputs_embeds=self.embed(suffix, torch.as_tensor(items, device=self.device)),
-                         past_key_values=cache, use_cache=True).logits.float()            # [K, L, V]
-        logp = torch.log_softmax(logits, dim=-1)
-        scores = []
+        decoder, head = self.lm.get_decoder(), self.lm.get_output_embeddings()
+        with self.autocast():
+            cache = decoder(inputs_embeds=self.embed(shared_ids, torch.zeros(1, dtype=torch.long, device=self.device)),
+                            use_cache=True).past_key_values                                 # the shared text once
+            cache.batch_repeat_interleave(len(parts))
+            # right padding needs no mask: under causal attention real tokens never see later pads
+            hidden = decoder(inputs_embeds=self.embed(suffix, torch.as_tensor(items, device=self.device)),
+                             past_key_values=cache, use_cache=True).last_hidden_state          # [K, L, hidden]
+        # logits only where a score is read, in float32 even under bf16 (yes/no margins are small):
+        # direct reads the prompt's last position; sequential position len(p) + j - 1 predicts answer
+        # token j (the shared text's last logits would predict the first suffix token, never an
+        # answer token: prompts are non-empty)
+        rows, positions, targets = [], [], []
         for row, (p, t) in enumerate(zip(parts, tails)):
-            if answers is None:
-                at = logp[row, len(p) - 1]
-                scores.append(float(at[self.yes_id] - at[self.no_id]))
-            else:
-                # token j of the answer is predicted at position len(p) + j - 1 (the shared text's
-                # last logits predict the first suffix token, never an answer token: prompts are non-empty)
-                pos = torch.arange(len(p) - 1, len(p) + len(t) - 1, device=self.device)
-                scores.append(float(logp[row, pos, torch.tensor(t, device=self.device)].mean()))
-        del last_logits
+            span = range(len(p) - 1, len(p) - 1 + (len(t) if answers is not None else 1))
+            rows += [row] * len(span)
+            positions += span
+            targets += t
+        logp = torch.log_softmax(head(hidden[rows, positions].float()), dim=-1)              # [N, V]
+        if answers is None:
+            scores = logp[:, self.yes_id] - logp[:, self.no_id]                              # N = K
+        else:
+            token_logp = logp[torch.arange(len(targets)), torch.tensor(targets, device=self.device)]
+            scores = torch.stack([chunk.mean() for chunk in token_logp.split([len(t) for t in tails])])
         self.train(was_training)
-        return torch.tensor(scores)
+        return scores.cpu()
