@@ -142,6 +142,9 @@ def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config, tmp_pat
         compare.main(common + ["--systems=trained,reranked"])
     first = ranking_metrics(test["candidates"], test["target"])
     assert f"| first stage | SASRec (repeatable) |  | 10 | 5 | {first['recall@5']} |" in table
+    # every row's valid column covers the same first --n_valid_users users
+    first_valid = ranking_metrics(valid["candidates"][:5], valid["target"][:5])["ndcg@10"]
+    assert f"| {first_valid} | 5 |" in next(line for line in table.splitlines() if line.startswith("| first stage"))
 
 
 def test_feature_projection_replaces_only_the_feature_token():

@@ -31,7 +31,7 @@ from recbole_tiger.rerank.train import MODES, evaluate, load_reranker_state, ran
 SYSTEMS = ("baselines", "untrained", "trained")
 
 COLUMNS = ["system", "first_stage", "mode", "users", "K", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
-           "valid_ndcg@10", "train", "commit", "date", "machine"]
+           "valid_ndcg@10", "valid_users", "train", "commit", "date", "machine"]
 
 
 def load_item_features(path, item_tokens):
@@ -141,6 +141,7 @@ def main(argv=None):
     precision = resolve_precision(args.precision, device)
     out = args.out or os.path.splitext(args.candidates)[0] + "-reranker.pt"
     common = {"first_stage": f"{data['model']} ({data['protocol']})", "users": len(test["users"]), "K": data["k"],
+              "valid_users": min(args.n_valid_users, len(valid["users"])),
               "commit": git_commit(), "date": utc_date(), "machine": machine_description(device)}
 
     def build():
@@ -158,17 +159,19 @@ def main(argv=None):
         write_table(base, title, COLUMNS, new_rows, ["system", "first_stage", "users", "K"])
 
     if "baselines" in systems:
-        counts = data["item_train_count"]
-        save([{"system": "first stage", "mode": "", **common, **ranking_metrics(test["candidates"], test["target"]),
-               "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"], "train": ""},
-              {"system": "popularity", "mode": "", **common,
-               **ranking_metrics(test["candidates"], test["target"], popularity_order(test, counts)),
-               "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
-                                                popularity_order(valid, counts))["ndcg@10"], "train": ""},
-              {"system": "MiniLM history-candidate cosine", "mode": "", **common,
-               **ranking_metrics(test["candidates"], test["target"], text_similarity_order(test, titles)),
-               "valid_ndcg@10": ranking_metrics(valid["candidates"], valid["target"],
-                                                text_similarity_order(valid, titles))["ndcg@10"], "train": ""}])
+        # valid on the same first n_valid_users users the rerankers are validated on
+        counts, n = data["item_train_count"], common["valid_users"]
+        valid_head = {key: value[:n] for key, value in valid.items()}
+
+        def row(name, test_order, valid_order):
+            return {"system": name, "mode": "", **common, **ranking_metrics(test["candidates"], test["target"], test_order),
+                    "valid_ndcg@10": ranking_metrics(valid_head["candidates"], valid_head["target"],
+                                                     valid_order)["ndcg@10"], "train": ""}
+
+        save([row("first stage", None, None),
+              row("popularity", popularity_order(test, counts), popularity_order(valid_head, counts)),
+              row("MiniLM history-candidate cosine", text_similarity_order(test, titles),
+                  text_similarity_order(valid_head, titles))])
     with_feature = features is not None
     if "untrained" in systems:
         save([reranker_rows(f"LM reranker, untrained ({args.base_model}, {precision})", build(), valid, test, titles,
