@@ -150,8 +150,8 @@ def main(argv=None):
                         precision=precision).to(device)
 
     base = os.path.join(args.results_dir, f"{data['dataset']}-rerank")
-    title = (f"Reranking {data['model']}'s top-{data['k']} on {data['dataset']} (test split, "
-             f"{len(test['users'])} sampled users; modes chosen on valid)")
+    title = (f"Reranking {data['model']}'s top-{data['k']} on {data['dataset']} (test split, sampled users as in "
+             "the users column; valid on the first valid_users of them; modes chosen on valid)")
     rows = []
 
     def save(new_rows):  # each system's row is kept as soon as it is measured
