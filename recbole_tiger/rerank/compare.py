@@ -164,7 +164,8 @@ def main(argv=None):
         valid_head = {key: value[:n] for key, value in valid.items()}
 
         def row(name, test_order, valid_order):
-            return {"system": name, "mode": "", **common, **ranking_metrics(test["candidates"], test["target"], test_order),
+            return {"system": name, "mode": "", **common,
+                    **ranking_metrics(test["candidates"], test["target"], test_order),
                     "valid_ndcg@10": ranking_metrics(valid_head["candidates"], valid_head["target"],
                                                      valid_order)["ndcg@10"], "train": ""}
 

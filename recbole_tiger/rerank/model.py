@@ -135,7 +135,8 @@ class Reranker(nn.Module):
         if answers is None:
             scores = logp[:, self.yes_id] - logp[:, self.no_id]                              # N = K
         else:
-            token_logp = logp[torch.arange(len(targets)), torch.tensor(targets, device=self.device)]
+            index = torch.arange(len(targets), device=self.device)
+            token_logp = logp[index, torch.tensor(targets, device=self.device)]
             scores = torch.stack([chunk.mean() for chunk in token_logp.split([len(t) for t in tails])])
         self.train(was_training)
         return scores.cpu()
