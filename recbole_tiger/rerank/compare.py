@@ -25,7 +25,7 @@ import torch
 
 from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import PRECISIONS, Reranker, resolve_precision
-from recbole_tiger.rerank.prompts import HISTORY_ITEMS, item_titles, training_examples
+from recbole_tiger.rerank.prompts import HISTORY_ITEMS, candidate_file_titles, training_examples
 from recbole_tiger.rerank.train import MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker
 
 SYSTEMS = ("baselines", "untrained", "trained")
@@ -104,9 +104,9 @@ def main(argv=None):
     parser.add_argument("--base_model", default=DEFAULT_BASE_MODEL)
     parser.add_argument("--method", default="lora", choices=["lora", "full"])
     parser.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
-                        help="bfloat16: mixed precision (bf16 autocast, float32 weights), 2x faster on a CPU "
-                             "with bf16 arithmetic (AVX512-BF16/AMX) or a GPU; float32: exact; auto: bfloat16 "
-                             "where the hardware has it")
+                        help="bfloat16: mixed precision (bf16 autocast, float32 weights), faster on a CPU with "
+                             "bf16 arithmetic (AVX512-BF16/AMX; 1.6x when scoring here) or a GPU; float32: exact; "
+                             "auto: bfloat16 where the hardware has it")
     parser.add_argument("--budget", type=float, default=50.0, help="training minutes")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=8)
@@ -133,8 +133,7 @@ def main(argv=None):
     from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
 
     data = torch.load(args.candidates, map_location="cpu", weights_only=False)
-    config = {"data_path": data["data_path"], "dataset": data["dataset"], "ITEM_ID_FIELD": "item_id"}
-    titles = item_titles(config, data["item_tokens"])
+    titles = candidate_file_titles(data)
     features = load_item_features(args.item_features, data["item_tokens"]) if args.item_features else None
     train, valid, test = (data["splits"][s] for s in ("train", "valid", "test"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -32,8 +32,9 @@ class Reranker(nn.Module):
     def __init__(self, lm, tokenizer, features=None, precision="float32"):
         """``features``: [n_items, d] item vectors (row = internal item id) or ``None``.
         ``precision``: bfloat16 runs the LM's forward (and backward) under bf16 autocast with the
-        weights kept in float32 (mixed precision): 2x faster on a CPU with AVX512-BF16 (measured
-        on this project's machine), on GPUs as usual; float32 is exact."""
+        weights kept in float32 (mixed precision): faster on a CPU with AVX512-BF16 (scoring 1.6x on
+        this project's machine, results/amazon-beauty-rerank-precision.md), on GPUs as usual;
+        float32 is exact."""
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"Reranker: precision {precision!r}, expected one of {PRECISIONS}")

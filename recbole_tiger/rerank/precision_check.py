@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 
 from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import PRECISIONS, Reranker
-from recbole_tiger.rerank.prompts import item_titles
+from recbole_tiger.rerank.prompts import candidate_file_titles
 from recbole_tiger.rerank.train import MODES, candidate_scores
 
 COLUMNS = ["mode", "users", "float32_s_per_user", "bfloat16_s_per_user", "median_spearman", "min_spearman",
@@ -29,8 +29,7 @@ def main(argv=None):
     from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
 
     data = torch.load(args.candidates, map_location="cpu", weights_only=False)
-    titles = item_titles({"data_path": data["data_path"], "dataset": data["dataset"], "ITEM_ID_FIELD": "item_id"},
-                         data["item_tokens"])
+    titles = candidate_file_titles(data)
     valid = data["splits"]["valid"]
     n = min(args.n_users, len(valid["users"]))
     reranker = Reranker(*load_base_model(args.base_model))

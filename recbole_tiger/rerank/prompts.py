@@ -42,6 +42,12 @@ def item_titles(config, item_tokens):
     return titles
 
 
+def candidate_file_titles(data):
+    """``item_titles`` for the dataset a candidates file (``rerank.candidates``) was built on."""
+    config = {"data_path": data["data_path"], "dataset": data["dataset"], "ITEM_ID_FIELD": "item_id"}
+    return item_titles(config, data["item_tokens"])
+
+
 def shared_text(user, history, length, titles, template=0):
     """The user's part of every prompt: their last ``HISTORY_ITEMS`` items, oldest first."""
     items = [int(i) for i in history[max(0, int(length) - HISTORY_ITEMS): int(length)]]
