@@ -548,3 +548,30 @@ def test_item_id_embedding_reaches_the_encoder(tiny, encoder_tokens):
     seen = torch.unique(rows["item_id_list"])
     assert bool(grad[seen[seen > 0]].abs().sum(1).gt(0).all()) and bool(grad[0].eq(0).all())
     assert make_model(tiny).item_embedding is None
+
+
+def test_label_smoothing_spreads_epsilon_over_the_levels_own_codes(tiny):
+    """ε = 0 is the plain cross-entropy; ε > 0 is (1-ε)·NLL + ε·(mean -log p over the level's own
+    codes), finite although the other levels' codes sit at -inf; a bad ε is refused."""
+    rows = tiny[1][torch.arange(64)]
+    plain = make_model(tiny)
+    train_steps(plain.train(), rows, 10)                    # away from uniform, where ε changes nothing
+    plain.eval()
+    smoothed = make_model(tiny, config_overrides={"label_smoothing": 0.2})
+    smoothed.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        ce = plain.calculate_loss(rows)
+        loss = smoothed.calculate_loss(rows)
+        item_seq, seq_len = rows[plain.ITEM_SEQ], rows[plain.ITEM_SEQ_LEN]
+        codes = plain.item_codes[rows[plain.POS_ITEM_ID]]
+        logp = plain.forward(item_seq, seq_len, rows[plain.USER_ID], codes).log_softmax(-1)   # [B, L, V]
+    labels = codes + plain.level_offset
+    nll = -logp.gather(-1, labels[..., None]).squeeze(-1)
+    uniform = torch.stack([-logp[:, level, plain.level_mask[level] == 0].mean(-1) for level in range(plain.n_levels)], 1)
+    assert ce.item() == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert loss.item() == pytest.approx((0.8 * nll + 0.2 * uniform).mean().item(), rel=1e-5)
+    assert loss.item() > ce.item() + 0.05                              # the level's other codes cost more
+    losses = train_steps(smoothed.train(), rows, 20)
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="label_smoothing=1.0"):
+        make_model(tiny, config_overrides={"label_smoothing": 1.0})

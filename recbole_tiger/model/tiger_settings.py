@@ -30,6 +30,7 @@ class TIGERSettings:
     tie_code_embeddings: bool = False  # output layer = the code tokens' input embeddings (T5, GRID)
     # training
     train_targets: str = "last"
+    label_smoothing: float = 0.0       # ε: (1-ε)·CE + ε·mean over the level's codes of -log p (0 = the paper's)
     sequence_stride: int = None        # None = MAX_ITEM_LIST_LENGTH // 2 (filled in by from_config)
     # ranking
     beam_size: int = 20
@@ -65,6 +66,8 @@ class TIGERSettings:
         check_choice("TIGER", "encoder_tokens", self.encoder_tokens, ENCODER_TOKENS)
         check_choice("TIGER", "train_targets", self.train_targets, TRAIN_TARGETS)
         check_choice("TIGER", "backbone", self.backbone, BACKBONES)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"TIGER: label_smoothing={self.label_smoothing}, expected 0 <= ε < 1.")
         if self.beam_size < self.max_topk:
             raise ValueError(
                 f"TIGER: beam_size={self.beam_size} < max(topk)={self.max_topk}; beam search returns at "

@@ -302,7 +302,7 @@ class TIGER(SequentialRecommender):
             logits.append(self.forward(item_seq[idx, :n], seq_len[idx], user[idx], target[idx]))
         rows = torch.cat(rows)
         labels = target[rows] + self.level_offset                           # index in code space
-        return F.cross_entropy(torch.cat(logits).flatten(0, 1), labels.flatten())
+        return self.code_loss(torch.cat(logits), labels)
 
     def _sequence_loss(self, interaction):
         """train_targets=all: cross-entropy over the targets of the windows anchored by this
@@ -326,7 +326,21 @@ class TIGER(SequentialRecommender):
             h = self.decoder(x, memory, sees, memory_index=row)              # [M, L, D]
             logits.append(self.code_logits(h) + self.level_mask)             # [M, L, V]
             labels.append(codes + self.level_offset)
-        return F.cross_entropy(torch.cat(logits).flatten(0, 1), torch.cat(labels).flatten())
+        return self.code_loss(torch.cat(logits), torch.cat(labels))
+
+    def code_loss(self, logits, labels):
+        """Mean cross-entropy of the target codes; logits [N, L, V] level-masked (-inf outside a
+        level's codes), labels [N, L] in code space. With label_smoothing ε the target gets 1-ε
+        and the level's own codes share ε uniformly (the other levels' codes, which the masked
+        logits rule out, get nothing, so the loss stays finite)."""
+        eps = self.settings.label_smoothing
+        if eps == 0.0:
+            return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        logp = logits.float().log_softmax(-1)                                # [N, L, V]
+        nll = -logp.gather(-1, labels[..., None]).squeeze(-1)               # [N, L]
+        in_level = torch.isfinite(self.level_mask)                          # [L, V]
+        uniform = -logp.masked_fill(~in_level, 0.0).sum(-1) / in_level.sum(-1)   # [N, L]
+        return ((1.0 - eps) * nll + eps * uniform).mean()
 
     def _training_windows(self, interaction):
         """The windows trained by this batch: one per anchor row, its history followed by its
