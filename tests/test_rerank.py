@@ -160,15 +160,23 @@ def test_feature_projection_replaces_only_the_feature_token():
     assert torch.equal(embeds[0, 0], plain[0, 0]) and torch.equal(embeds[1, 2], plain[1, 2])
 
 
+def train_tiny_reranker(reranker, train, valid, t, out):
+    """Full fine-tuning (a tiny random LM has nothing for LoRA to adapt) for 7 epochs. The time
+    budget is only a safety net: at 3 minutes it cut training short on a busy CI machine (216 s
+    next to two training runs) and the test failed for want of epochs, not of learning."""
+    log = train_reranker(reranker, training_examples(train, t, n_negatives=3), valid, t, out,
+                         method="full", budget_min=30, epochs=7, batch_size=16, learning_rate=3e-3, patience=7,
+                         n_valid_users=32, show_progress=False)
+    assert len(log["epochs"]) == 7, log["epochs"]              # all epochs ran (patience 7: no early stop)
+    return log
+
+
 def test_training_beats_the_untrained_reranker_and_a_reload_scores_the_same(tmp_path):
     t = titles()
     train, valid = synthetic_split(96, seed=1), synthetic_split(32, seed=2)
     untrained = evaluate(tiny_reranker(), valid, t, False, show_progress=False)
     reranker = tiny_reranker()
-    # full fine-tuning: a tiny random LM has nothing for LoRA to adapt
-    log = train_reranker(reranker, training_examples(train, t, n_negatives=3), valid, t, str(tmp_path / "r.pt"),
-                         method="full", budget_min=3, epochs=7, batch_size=16, learning_rate=3e-3, patience=7,
-                         n_valid_users=32, show_progress=False)
+    log = train_tiny_reranker(reranker, train, valid, t, str(tmp_path / "r.pt"))
     best = log["best_valid_ndcg10"]
     chance = ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"]
     assert best > max(m["ndcg@10"] for m in untrained.values()) + 0.2 and best > chance + 0.2, (untrained, log)
@@ -197,9 +205,7 @@ def test_mixed_precision_trains_and_ranks_like_float32(tmp_path):
     t = titles()
     train, valid = synthetic_split(96, seed=1), synthetic_split(32, seed=2)
     reranker = tiny_reranker(precision="bfloat16")
-    log = train_reranker(reranker, training_examples(train, t, n_negatives=3), valid, t, str(tmp_path / "r.pt"),
-                         method="full", budget_min=3, epochs=7, batch_size=16, learning_rate=3e-3, patience=7,
-                         n_valid_users=32, show_progress=False)
+    log = train_tiny_reranker(reranker, train, valid, t, str(tmp_path / "r.pt"))
     chance = ranking_metrics(valid["candidates"], valid["target"])["ndcg@10"]
     assert log["best_valid_ndcg10"] > chance + 0.2, log
     # the same weights scored exactly: bf16 changes scores a little, rankings hardly
