@@ -78,6 +78,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
     The model is trained and chosen on valid under the first protocol."""
     from recbole_tiger.quick_start import run_recbole_tiger
 
+    commit = git_commit()  # the code that trains is the code at the start; HEAD may move during a long run
     config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False,
                    "MAX_ITEM_LIST_LENGTH": history_length or default_history_length(dataset),
                    "eval_exclude_history": protocols[0] == "exclude_history"}
@@ -99,7 +100,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         "loss_type": config["loss_type"] or ("CE over semantic-ID tokens" if model == "TIGER" else "none"),
         "history_length": config["MAX_ITEM_LIST_LENGTH"],
         "hyperparameters": "; ".join(f"{k}={config[k]}" for k in KEY_HYPERPARAMETERS if config[k] is not None),
-        "commit": git_commit(),
+        "commit": commit,
         "date": utc_date(),
         "machine": machine_description(config["device"]),
         "config_files": " ".join(config_files or []),
