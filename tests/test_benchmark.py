@@ -2,6 +2,10 @@
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -198,3 +202,21 @@ def test_variant_values_are_yaml_and_lists_keep_their_commas():
         parse_variant("x:sid_text_fields=[title,brand")
     with pytest.raises(SystemExit, match="not key=value"):
         parse_variant("x:dropout_prob")
+
+
+def test_terminating_the_benchmark_stops_its_child(tmp_path):
+    """`kill <benchmark pid>` must not leave the child process training on (it did: an orphaned
+    Beauty run held a core for 14 minutes beside two others)."""
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import sys; from recbole_tiger.evaluation.benchmark import run_child_process; "
+                               f"run_child_process([sys.executable, '-c', {child!r}])"])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    parent.terminate()
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):  # killed and reaped by the parent, not orphaned
+        os.kill(child_pid, 0)
