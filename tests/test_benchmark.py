@@ -210,7 +210,7 @@ def test_terminating_the_benchmark_stops_its_child(tmp_path):
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     parent = subprocess.Popen([sys.executable, "-c",
-                               "import sys; from recbole_tiger.evaluation.benchmark import run_child_process; "
+                               "import sys; from recbole_tiger.evaluation.child_process import run_child_process; "
                                f"run_child_process([sys.executable, '-c', {child!r}])"])
     deadline = time.time() + 60
     while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:

@@ -10,14 +10,12 @@ import argparse
 import json
 import os
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 
 from recbole_tiger.atomic_io import open_atomic, write_text_atomic
+from recbole_tiger.evaluation.child_process import run_child_process
 from recbole_tiger.evaluation.results_table import (git_commit, machine_description, merge_curves, merge_rows,
                                                    read_rows, utc_date, write_csv)
 from recbole_tiger.settings import setting
@@ -136,26 +134,6 @@ def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, pre
         run_child_process(cmd + extra_args)
         with open(out) as f:
             return json.load(f)
-
-
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def run_child_process(cmd):
-    """``subprocess.run(cmd, check=True)``, but a SIGTERM to the benchmark stops the child too.
-
-    Ctrl-C reaches the whole process group; ``kill <benchmark pid>`` reaches only the parent, which
-    by default dies at once and leaves its child training (for hours, on a core another run needs).
-    Turned into SystemExit, the signal unwinds through ``subprocess.run``, which kills and reaps
-    the child before re-raising."""
-    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
-        return subprocess.run(cmd, check=True)
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        return subprocess.run(cmd, check=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ----------------------------------------------------------------------------- results files

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import time
 import numpy as np
 
 from recbole_tiger.atomic_io import write_text_atomic
+from recbole_tiger.evaluation.child_process import run_child_process
 from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
                                                    read_rows, utc_date, write_csv)
 
@@ -179,7 +179,7 @@ def run_child(part, n_items, args, extra=()):
         out = os.path.join(tmp, "rows.json")
         cmd = [sys.executable, "-m", "recbole_tiger.evaluation.scaling", "--child", f"--parts={part}",
                f"--sizes={n_items}", f"--users={args.users}", f"--seed={args.seed}", f"--child_out={out}", *extra]
-        subprocess.run(cmd, check=True)
+        run_child_process(cmd)
         with open(out) as f:
             return json.load(f)
 
