@@ -220,3 +220,26 @@ def test_terminating_the_benchmark_stops_its_child(tmp_path):
     assert parent.wait(timeout=30) == 128 + signal.SIGTERM
     with pytest.raises(ProcessLookupError):  # killed and reaped by the parent, not orphaned
         os.kill(child_pid, 0)
+
+
+def test_terminating_the_diagnosis_sweep_stops_every_child(tmp_path):
+    """The one-factor sweep trains its variants from a thread pool (``--jobs=2``), where a signal
+    handler cannot be installed per child: `kill <sweep pid>` used to leave both variants training."""
+    pid_file = tmp_path / "children.pids"
+    fake_python = tmp_path / "fake_python"  # stands in for the variant's training process
+    fake_python.write_text(f"#!/bin/sh\necho $$ >> {pid_file}\nexec sleep 120\n")
+    fake_python.chmod(0o755)
+    parent = subprocess.Popen([sys.executable, "-c",
+                               f"import sys; sys.executable = {str(fake_python)!r}; "
+                               "from recbole_tiger.evaluation.diagnosis import main; "
+                               f"main(['a', 'b', '--dataset=d', '--jobs=2', '--results_dir={tmp_path}'])"])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and len(pid_file.read_text().split()) == 2) and time.time() < deadline:
+        time.sleep(0.1)
+    child_pids = [int(p) for p in pid_file.read_text().split()]
+    assert len(child_pids) == 2
+    parent.terminate()
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    for pid in child_pids:
+        with pytest.raises(ProcessLookupError):  # killed and reaped by the sweep, not orphaned
+            os.kill(pid, 0)

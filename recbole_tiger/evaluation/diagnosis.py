@@ -21,12 +21,12 @@ import contextlib
 import fcntl
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from recbole_tiger.atomic_io import open_atomic
+from recbole_tiger.evaluation.child_process import run_child_process, stop_children_on_sigterm
 from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_curves,
                                                    merge_rows, read_rows, utc_date, write_csv)
 from recbole_tiger.evaluation.variants import parse_variant
@@ -143,7 +143,7 @@ def run_in_child(spec, args, extra):
         cmd = [sys.executable, "-m", "recbole_tiger.evaluation.diagnosis", "--child", f"--child_out={out}",
                f"--dataset={args.dataset}", f"--budget={args.budget}", f"--seed={args.seed}", spec]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        subprocess.run(cmd + extra, check=True, env=env)
+        run_child_process(cmd + extra, env=env)
         with open(out) as f:
             return json.load(f)
 
@@ -182,7 +182,9 @@ def main(argv=None):
         print(f"{r['variant']}: best valid NDCG@10 {r['best_valid_ndcg@10']} at epoch {r['best_epoch']} "
               f"of {r['epochs']} ({r['train_wall_s']} s) -> {base}.md", flush=True)
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # stop_children_on_sigterm inside the pool: on `kill <sweep pid>` it stops the children first,
+    # so the pool's exit, which waits for its workers, can return
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool, stop_children_on_sigterm():
         for future in [pool.submit(one, spec) for spec in args.variants]:
             future.result()
 
