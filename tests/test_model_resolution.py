@@ -71,12 +71,14 @@ def test_shipped_beauty_protocol():
     assert config["train_neg_sample_args"]["distribution"] == "none" and config["loss_type"] == "CE"
 
 
-def test_shipped_tiger_defaults_are_paper_size():
+def test_shipped_tiger_defaults_are_the_papers_sizes_with_the_chosen_recipe():
     config = Config(model="TIGER", dataset="amazon-beauty", config_dict={"data_path": "unused"})
     assert config["train_batch_size"] == 256 and config["MAX_ITEM_LIST_LENGTH"] == 20
     assert (config["d_model"], config["n_encoder_layers"], config["n_decoder_layers"]) == (128, 4, 4)
     assert (config["n_heads"], config["d_head"], config["d_ff"]) == (6, 64, 1024)
-    assert config["n_user_tokens"] == 0 and config["dropout_prob"] == 0.1
+    assert config["n_user_tokens"] == 0 and config["dropout_prob"] == 0.0 and config["weight_decay"] == 0.1
+    assert (config["lr_scheduler"], config["epochs"], config["tie_code_embeddings"]) == ("cosine", 16, True)
+    assert (config["sid_quantizer"], config["sid_collaborative_weight"]) == ("rqkmeans", 0.3)
 
 
 def test_sasrec_one_epoch_through_runner(tiny_config):

@@ -229,7 +229,9 @@ def test_nan_embeddings_are_an_error():
 
 # ------------------------------------------------------------------------------ pipeline
 def sid_config(tiny_config, tiny_encoder, **overrides):
-    cfg = dict(tiny_config, sid_text_encoder=tiny_encoder, sid_codebook_size=8, sid_epochs=3,
+    """Tiny text-only RQ-VAE IDs (the paper's pre-stage; the defaults are residual k-means + co-purchase)."""
+    cfg = dict(tiny_config, sid_text_encoder=tiny_encoder, sid_quantizer="rqvae", sid_collaborative_weight=0.0,
+               sid_codebook_size=8, sid_epochs=3,
                sid_hidden_sizes=[32, 16], sid_latent_dim=8, sid_batch_size=16, sid_log_interval=100)
     cfg.update(overrides)
     return cfg
@@ -328,6 +330,28 @@ def test_cli_prints_diagnostics_and_examples(tiny_config, tiny_encoder, capsys):
     assert "Examples" in out and "Title:" in out
 
 
+def test_cli_builds_the_default_copurchase_ids_a_tiger_run_uses(tiny_config, tiny_encoder, capsys):
+    """The defaults (residual k-means + co-purchase) depend on the training split: the command
+    builds them through RecBole's dataset, the same artifact a TIGER run then loads."""
+    from recbole.data import data_preparation
+
+    from recbole_tiger.config import Config
+    from recbole_tiger.utils import create_dataset
+
+    cfg = sid_config(tiny_config, tiny_encoder)
+    for key in ("sid_quantizer", "sid_collaborative_weight"):
+        cfg.pop(key)  # the shipped defaults
+    args = [f"--{k}={v}" for k, v in cfg.items() if k.startswith("sid_") or k in ("dataset", "data_path", "checkpoint_dir")]
+    cli_main(args + ["--sid_hidden_sizes=[32, 16]", "--show_progress=False", "--state=WARNING"])
+    out = capsys.readouterr().out
+    assert "quantizer: rqkmeans" in out
+    path = out.split("Artifact: ")[1].split("\n")[0].strip()
+    config = Config(model="TIGER", dataset=cfg["dataset"], config_dict=cfg)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    assert train.dataset.semantic_ids.artifact_path == path
+    assert train.dataset.semantic_ids.stats["collaborative"]["pairs"] > 0
+
+
 # ------------------------------------------------------------------------------ config
 def test_yaml_section_matches_code_defaults():
     with open(os.path.join(REPO_ROOT, "properties", "model", "TIGER.yaml"), encoding="utf-8") as f:
@@ -381,9 +405,9 @@ def test_copurchase_semantic_ids_through_the_tiger_dataset(tiny_config, tiny_enc
     assert mixed.artifact_path != text_only.artifact_path
     assert "collaborative" not in text_only.stats and mixed.stats["collaborative"]["pairs"] > 0
     assert not torch.equal(mixed.codes, text_only.codes)
-    # the default (weight 0) keeps the text-only artifact's key: existing artifacts stay valid
+    # weight 0 keeps the text-only artifact's key: artifacts built before co-purchase stay valid
     assert build(sid_collaborative_weight=0.0).artifact_path == text_only.artifact_path
-    with pytest.raises(ValueError, match="needs sid_quantizer: rqkmeans"):
+    with pytest.raises(ValueError, match="rqvae needs sid_collaborative_weight: 0"):
         resolve_params({"sid_collaborative_weight": 0.5, "sid_quantizer": "rqvae"})
     with pytest.raises(ValueError, match="needs the training sequences"):
         load_or_build_artifact(direct_config(tiny_config, tiny_encoder, sid_quantizer="rqkmeans",

@@ -163,7 +163,8 @@ def measure_prestage(path, quantizer, seed):
     from recbole_tiger.semantic_ids.pipeline import quantize
 
     embeddings = np.load(path, mmap_mode="r")
-    params = resolve_params({"sid_quantizer": quantizer, "sid_epochs": 5})
+    # the quantizer alone, on text embeddings (co-purchase vectors would only add columns)
+    params = resolve_params({"sid_quantizer": quantizer, "sid_collaborative_weight": 0.0, "sid_epochs": 5})
     start = time.perf_counter()
     quantize(embeddings, params, torch.device("cpu"), seed)
     seconds = time.perf_counter() - start

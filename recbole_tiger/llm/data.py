@@ -1,7 +1,7 @@
 """Build the LM's training, validation and held-out data from a dataset's catalogue.
 
     python -m recbole_tiger.llm.data --dataset=amazon-beauty --data_path=../shared/data/atomic \\
-        --sid_quantizer=rqkmeans --n_items=1000 --num_examples_per_item=4 --out=saved/llm/amazon-beauty
+        --sid_collaborative_weight=0 --n_items=1000 --num_examples_per_item=4 --out=saved/llm/amazon-beauty
 
 The semantic IDs are the artifact a TIGER run with the same ``--sid_*`` settings uses (built
 first if missing; ``--artifact=PATH`` takes one directly). Writes ``train.jsonl`` and
@@ -23,11 +23,9 @@ from recbole_tiger.llm.examples import TASKS, build_examples, select_items, spli
 
 def artifact_for_dataset(overrides):
     """Path of the semantic-ID artifact of ``overrides`` (dataset, data_path, sid_* ...), built if needed."""
-    from recbole_tiger.semantic_ids.__main__ import build_config, interaction_item_tokens
-    from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact
+    from recbole_tiger.semantic_ids.__main__ import artifact_for, build_config
 
-    config = build_config(overrides)
-    return load_or_build_artifact(config, interaction_item_tokens(config))["path"]
+    return artifact_for(build_config(overrides))["path"]
 
 
 def build_data(artifact, out, n_items=None, tasks=TASKS, num_examples_per_item=4, heldout_per_item=1,

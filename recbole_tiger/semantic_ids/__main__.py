@@ -1,13 +1,15 @@
 """Build or load a dataset's semantic-ID artifact and print its diagnostics.
 
     python -m recbole_tiger.semantic_ids --dataset=amazon-beauty --data_path=/work/shared/data/atomic
-    python -m recbole_tiger.semantic_ids --dataset=ml-100k --sid_quantizer=rqkmeans --sid_epochs=10
+    python -m recbole_tiger.semantic_ids --dataset=ml-100k --sid_quantizer=rqvae --sid_collaborative_weight=0
 
 Any ``--key=value`` overrides the defaults of ``properties/overall.yaml`` and
-``properties/model/TIGER.yaml`` (values parsed as YAML). Without a RecBole dataset the item
-set is the union of the ``.item`` file and the item column of the unfiltered ``.inter`` file;
-for datasets whose interactions only name items of ``.item`` (e.g. Amazon Beauty) that is the
-same artifact a TIGER run builds.
+``properties/model/TIGER.yaml`` (values parsed as YAML). With co-purchase features (the default,
+``sid_collaborative_weight: 0.3``) the IDs depend on the training split, so RecBole loads the
+dataset and the artifact is the one a TIGER run builds. Text-only IDs (weight 0) need no
+RecBole dataset: the item set is the union of the ``.item`` file and the item column of the
+unfiltered ``.inter`` file; for datasets whose interactions only name items of ``.item`` (e.g.
+Amazon Beauty) that is the same artifact a TIGER run builds.
 """
 import logging
 import os
@@ -19,8 +21,9 @@ import yaml
 
 from recbole_tiger.settings import setting
 
+from recbole_tiger.semantic_ids.defaults import resolve_params
 from recbole_tiger.semantic_ids.diagnostics import format_stats
-from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact
+from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact, load_or_build_artifact_of_dataset
 
 def parse_args(argv):
     args = {}
@@ -86,10 +89,25 @@ def print_examples(artifact, n_codes=8, per_code=3, seed=0):
             print(f"    [{ident}] {text[:110]}{'…' if len(text) > 110 else ''}")
 
 
+def artifact_for(config):
+    """The artifact a TIGER run with ``config`` uses, built if missing. With co-purchase features
+    (``sid_collaborative_weight`` > 0) the IDs depend on the training split: RecBole builds the
+    dataset (filters, split) and the artifact exactly as a TIGER run does, and the co-purchase
+    vectors are recomputed (seconds) to load it back. Text-only IDs need no RecBole dataset."""
+    if resolve_params(config)["sid_collaborative_weight"] <= 0:
+        return load_or_build_artifact(config, interaction_item_tokens(config))
+    from recbole_tiger.utils import create_dataset
+
+    dataset = create_dataset(config)
+    train = dataset.build()[0]  # builds (or finds) the artifact
+    collaborative = dataset.collaborative_vectors(train, dataset.iid_field + config["LIST_SUFFIX"])
+    return load_or_build_artifact_of_dataset(config, dataset, collaborative)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = build_config(parse_args(sys.argv[1:] if argv is None else argv))
-    artifact = load_or_build_artifact(config, interaction_item_tokens(config))
+    artifact = artifact_for(config)
     print(f"\nArtifact: {artifact['path']}")
     print(format_stats(artifact["stats"]))
     print_examples(artifact)

@@ -15,7 +15,7 @@ DEFAULTS = {
     "sid_text_encoder": None,
     "sid_encode_batch_size": 32,
     # quantizer
-    "sid_quantizer": "rqvae",
+    "sid_quantizer": "rqkmeans",
     "sid_n_levels": 3,
     "sid_codebook_size": 256,
     "sid_hidden_sizes": [512, 256, 128],
@@ -32,7 +32,7 @@ DEFAULTS = {
     "sid_seed": None,
     "sid_num_threads": 1,
     # co-purchase features mixed into the text embedding (collaborative.py; rqkmeans only)
-    "sid_collaborative_weight": 0.0,
+    "sid_collaborative_weight": 0.3,
     "sid_collaborative_dim": 64,
     "sid_collaborative_window": 3,
     # unique IDs
@@ -86,8 +86,9 @@ def resolve_params(config):
     if params["sid_collaborative_weight"] < 0:
         raise ValueError(f"sid_collaborative_weight={params['sid_collaborative_weight']}: expected >= 0.")
     if params["sid_collaborative_weight"] > 0 and params["sid_quantizer"] != "rqkmeans":
-        raise ValueError("sid_collaborative_weight > 0 needs sid_quantizer: rqkmeans (the RQ-VAE standardises "
-                         "every input dimension, which would undo the weight).")
+        raise ValueError(f"sid_quantizer: {params['sid_quantizer']} needs sid_collaborative_weight: 0 (co-purchase "
+                         "vectors mix only into residual k-means: the RQ-VAE standardises every input dimension, "
+                         "which would undo the weight).")
     if params["sid_dedup_size"] is not None:
         params["sid_dedup_size"] = int(params["sid_dedup_size"])
     return params

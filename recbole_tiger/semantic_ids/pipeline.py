@@ -57,8 +57,9 @@ class ArtifactInputs:
         self.collaborative = collaborative if self.params["sid_collaborative_weight"] > 0 else None
         if self.params["sid_collaborative_weight"] > 0 and collaborative is None:
             raise ValueError("sid_collaborative_weight > 0 needs the training sequences: semantic IDs with "
-                             "co-purchase features are built by a TIGER run (TIGERDataset), not from the item "
-                             "file alone (the semantic_ids and llm.data commands: pass --artifact of such a run).")
+                             "co-purchase features are built from a RecBole dataset (a TIGER run, or "
+                             "`python -m recbole_tiger.semantic_ids`), not from the item file alone; "
+                             "sid_collaborative_weight: 0 gives text-only IDs.")
         self.dataset_name = config["dataset"]
         self.item_path = atomic_item_path(config)
         self.table = read_item_table(
@@ -302,10 +303,17 @@ def load_or_build_semantic_ids(config, dataset, collaborative=None):
     ``sid_artifact_dir``), building it first when missing or stale.
     """
     id_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
+    artifact = load_or_build_artifact_of_dataset(config, dataset, collaborative)
+    return semantic_ids_for_tokens(artifact, id_tokens, artifact["path"])
+
+
+def load_or_build_artifact_of_dataset(config, dataset, collaborative=None):
+    """``load_or_build_artifact`` for the items of a RecBole ``dataset`` (``collaborative``:
+    co-purchase vectors by internal item id, as ``TIGERDataset.collaborative_vectors`` gives them)."""
+    id_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
     if len(id_tokens) != dataset.item_num:
         raise ValueError(f"dataset.field2id_token has {len(id_tokens)} item tokens, item_num={dataset.item_num}.")
     if collaborative is not None:  # vectors by internal id -> by token
         collaborative = {"vectors": {t: collaborative["vectors"][i] for i, t in enumerate(id_tokens) if i},
                          "n_pairs": collaborative["n_pairs"]}
-    artifact = load_or_build_artifact(config, id_tokens[1:], collaborative)
-    return semantic_ids_for_tokens(artifact, id_tokens, artifact["path"])
+    return load_or_build_artifact(config, id_tokens[1:], collaborative)
