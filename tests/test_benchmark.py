@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from recbole_tiger.evaluation.benchmark import KEY, REFERENCE, main, markdown_table, merge_rows, write_results
+from recbole_tiger.evaluation.benchmark import (KEY, REFERENCE, main, markdown_table, merge_rows, parse_seeds,
+                                               write_results)
 
 
 def _row(model, seed, ndcg, budget=60):
@@ -243,3 +244,9 @@ def test_terminating_the_diagnosis_sweep_stops_every_child(tmp_path):
     for pid in child_pids:
         with pytest.raises(ProcessLookupError):  # killed and reaped by the sweep, not orphaned
             os.kill(pid, 0)
+
+
+def test_seeds_a_count_a_list_or_one_explicit_seed():
+    assert parse_seeds("3") == [2020, 2021, 2022]
+    assert parse_seeds("2021,2023") == [2021, 2023]
+    assert parse_seeds("2021,") == [2021]  # not 2021 seeds

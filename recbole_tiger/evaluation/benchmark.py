@@ -258,12 +258,20 @@ def retest(results_dir, dataset, checkpoints, protocols):
     return new_rows
 
 
+def parse_seeds(text):
+    """'3' -> [2020, 2021, 2022]; '2021,2023' -> [2021, 2023]; '2021,' -> [2021] (a single explicit seed)."""
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    return [2020 + i for i in range(int(text))]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--models", "--model", default="TIGER,SASRec,BERT4Rec")
     parser.add_argument("--budget", type=float, default=60.0, help="train_time_budget per model, minutes")
-    parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c")
+    parser.add_argument("--seeds", default="1", help="N (seeds 2020..2020+N-1) or an explicit list a,b,c "
+                        "(one seed: a,)")
     parser.add_argument("--config_files", default=None, help="space-separated config files for every model")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--history_length", type=int, default=None,
@@ -315,8 +323,7 @@ def main(argv=None):
         print(f"{len(rows)} rows in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
         return
 
-    seeds = ([int(s) for s in args.seeds.split(",")] if "," in args.seeds
-             else [2020 + i for i in range(int(args.seeds))])
+    seeds = parse_seeds(args.seeds)
     for model in args.models.split(","):
         preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
