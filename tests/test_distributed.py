@@ -18,7 +18,8 @@ def free_port():
 
 
 def test_two_processes_train_one_run_and_evaluate_like_one_process(tiny_config):
-    config_dict = {**tiny_config, **TIGER_TINY, "epochs": 2, "metric_decimal_place": 8, "train_time_budget": 10}
+    config_dict = {**tiny_config, **TIGER_TINY, "epochs": 2, "eval_step": 1,
+                   "metric_decimal_place": 8, "train_time_budget": 10}
     result = run("TIGER", config_dict=config_dict, nproc=2, port=free_port())
     assert result is not None and result["epochs"] == 2
     assert result["config"]["world_size"] == 2 and not result["config"]["single_spec"]

@@ -30,6 +30,9 @@ TINY_MODEL = {
     "d_ff": 32, "dropout_prob": 0.0, "attn_dropout_prob": 0.0, "n_user_tokens": 8, "beam_size": 10, "topk": [5, 10],
     "length_bucket_size": 16, "MAX_ITEM_LIST_LENGTH": 10, "state": "WARNING",
     "sid_quantizer": "rqkmeans", "sid_codebook_size": 8,  # the dataset's own IDs (tests mostly bring theirs)
+    # the paper's layout and an output layer of its own (the structure these tests reach into; the
+    # shipped item tokens and tied output layer have tests of their own)
+    "encoder_tokens": "code", "tie_code_embeddings": False,
     "show_progress": False, "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
 }
 
@@ -463,12 +466,14 @@ def test_cpu_preset_runs_end_to_end(tiny_config):
         **tiny_config, **{k: v for k, v in TINY_MODEL.items() if k not in ("state",)},
         "epochs": 3, "warmup_steps": 2, "sid_quantizer": "rqkmeans", "sid_n_levels": 2, "sid_codebook_size": 4,
     }
-    config_dict.pop("n_user_tokens"), config_dict.pop("dropout_prob")  # the preset's own values
+    for key in ("n_user_tokens", "dropout_prob", "encoder_tokens", "tie_code_embeddings"):
+        config_dict.pop(key)  # the shipped values
     preset = os.path.join(PROPERTIES_DIR, "model", "TIGER-cpu.yaml")
     result = run_recbole_tiger(model="TIGER", dataset="tiny", config_file_list=[preset], config_dict=config_dict)
     config = result["config"]
     assert (config["train_targets"], config["encoder_tokens"], config["n_user_tokens"], config["dropout_prob"]) == (
         "last", "item", 0, 0.0)
+    assert config["tie_code_embeddings"] and config["lr_scheduler"] == "rsqrt"
     assert [row["epoch"] for row in result["valid_curve"]] == [2, 3]  # eval_step 2: last epoch still validated
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
 
@@ -506,8 +511,11 @@ def test_topk_output_ranks_like_the_dense_scores_with_shared_ids(tiny, tie_break
     model = make_model(tiny, sizes=(4, 8), codes=codes, dedup=False, item_embeddings=emb,
                        config_overrides={"tie_break": tie_break})
     values, items = model.full_sort_topk(users, 10)
-    dense = model.full_sort_predict(users).topk(10, dim=1)
-    assert torch.equal(items, dense.indices) and torch.equal(values, dense.values.double())
+    scores = model.full_sort_predict(users)
+    assert torch.equal(values, scores.topk(10, dim=1).values.double())
+    # every item carries its dense score: the same top-10 (items whose scores are exactly equal,
+    # tie-break included, may come in either order, as in torch.topk)
+    assert torch.equal(scores.gather(1, items).double(), values)
 
 
 def test_popularity_penalty_ranks_by_adjusted_log_likelihood(tiny):
