@@ -32,8 +32,9 @@ def _stop(proc, grace_s=10):
 @contextlib.contextmanager
 def stop_children_on_sigterm():
     """In the main thread: SIGTERM -> SystemExit, and a SystemExit or Ctrl-C that ends the block stops
-    the live children (an ordinary error, e.g. one variant failing, leaves the others to finish). Put it *inside* a thread pool's ``with`` (it must exit first: the pool's exit
-    waits for workers that wait for their children). Elsewhere: does nothing."""
+    the live children (an ordinary error, e.g. one variant failing, leaves the others to finish).
+    Put it *inside* a thread pool's ``with``: it must exit first, since the pool's exit waits for
+    workers that wait for their children. Outside the main thread it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
