@@ -23,7 +23,7 @@ from recbole_tiger.settings import setting
 
 from recbole_tiger.semantic_ids.defaults import resolve_params
 from recbole_tiger.semantic_ids.diagnostics import format_stats
-from recbole_tiger.semantic_ids.pipeline import load_or_build_artifact, load_or_build_artifact_of_dataset
+from recbole_tiger.semantic_ids.pipeline import load_artifact, load_or_build_artifact
 
 def parse_args(argv):
     args = {}
@@ -92,16 +92,16 @@ def print_examples(artifact, n_codes=8, per_code=3, seed=0):
 def artifact_for(config):
     """The artifact a TIGER run with ``config`` uses, built if missing. With co-purchase features
     (``sid_collaborative_weight`` > 0) the IDs depend on the training split: RecBole builds the
-    dataset (filters, split) and the artifact exactly as a TIGER run does, and the co-purchase
-    vectors are recomputed (seconds) to load it back. Text-only IDs need no RecBole dataset."""
+    dataset (filters, split) and the artifact exactly as a TIGER run does. Text-only IDs need no
+    RecBole dataset."""
     if resolve_params(config)["sid_collaborative_weight"] <= 0:
         return load_or_build_artifact(config, interaction_item_tokens(config))
     from recbole_tiger.utils import create_dataset
 
     dataset = create_dataset(config)
-    train = dataset.build()[0]  # builds (or finds) the artifact
-    collaborative = dataset.collaborative_vectors(train, dataset.iid_field + config["LIST_SUFFIX"])
-    return load_or_build_artifact_of_dataset(config, dataset, collaborative)
+    dataset.build()  # builds (or finds) the artifact, as TIGERDataset does in a run
+    path = dataset.semantic_ids.artifact_path
+    return {**load_artifact(path), "path": path}
 
 
 def main(argv=None):

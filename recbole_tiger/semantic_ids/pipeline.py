@@ -303,17 +303,10 @@ def load_or_build_semantic_ids(config, dataset, collaborative=None):
     ``sid_artifact_dir``), building it first when missing or stale.
     """
     id_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
-    artifact = load_or_build_artifact_of_dataset(config, dataset, collaborative)
-    return semantic_ids_for_tokens(artifact, id_tokens, artifact["path"])
-
-
-def load_or_build_artifact_of_dataset(config, dataset, collaborative=None):
-    """``load_or_build_artifact`` for the items of a RecBole ``dataset`` (``collaborative``:
-    co-purchase vectors by internal item id, as ``TIGERDataset.collaborative_vectors`` gives them)."""
-    id_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
     if len(id_tokens) != dataset.item_num:
         raise ValueError(f"dataset.field2id_token has {len(id_tokens)} item tokens, item_num={dataset.item_num}.")
     if collaborative is not None:  # vectors by internal id -> by token
         collaborative = {"vectors": {t: collaborative["vectors"][i] for i, t in enumerate(id_tokens) if i},
                          "n_pairs": collaborative["n_pairs"]}
-    return load_or_build_artifact(config, id_tokens[1:], collaborative)
+    artifact = load_or_build_artifact(config, id_tokens[1:], collaborative)
+    return semantic_ids_for_tokens(artifact, id_tokens, artifact["path"])
