@@ -198,16 +198,18 @@ def plot_curves(curves, png_path, dataset):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, curve in sorted(curves.items()):
-        if curve:
-            ax.plot([p["fit_seconds"] / 60 for p in curve], [p.get("ndcg@10", p["valid_score"]) for p in curve],
-                    marker="o", markersize=3, label=name)
+    # A results table collects many runs: the legend goes beside the axes (inside, it hid the
+    # curves), and after every 10 runs the colours repeat with another line style.
+    runs = [(name, curve) for name, curve in sorted(curves.items()) if curve]
+    fig, ax = plt.subplots(figsize=(13, max(4.5, 0.22 * len(runs) + 1)))
+    for i, (name, curve) in enumerate(runs):
+        ax.plot([p["fit_seconds"] / 60 for p in curve], [p.get("ndcg@10", p["valid_score"]) for p in curve],
+                marker="o", markersize=3, label=name, linestyle=("-", "--", ":", "-.")[i // 10 % 4])
     ax.set_xlabel("training wall time incl. validation (min)")
     ax.set_ylabel("valid NDCG@10")
     ax.set_title(f"{dataset}: who learns faster")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     fig.tight_layout()
     with open_atomic(png_path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
