@@ -6,7 +6,7 @@
 Writes results/<dataset>.md, .csv and .png (rows merge across invocations: run one model
 per invocation when the whole benchmark does not fit one sitting).
 """
-from recbole_tiger.evaluation.benchmark import main
+from recbole_tiger.benchmark.side_by_side import main
 
 if __name__ == "__main__":
     main()

@@ -17,10 +17,10 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_tiger.compat import load_checkpoint
 from recbole_tiger.config import Config
-from recbole_tiger.evaluation.beam_check import beam_vs_exact
-from recbole_tiger.settings import setting
-from recbole_tiger.data import ensure_dataset, dataset_not_found_message
-from recbole_tiger.utils import create_dataset, get_model, get_trainer
+from recbole_tiger.data import dataset_not_found_message, ensure_dataset
+from recbole_tiger.data.dataset import create_dataset
+from recbole_tiger.trainer import get_trainer
+from recbole_tiger.utils import get_model
 
 
 def prepare_data(config):
@@ -41,7 +41,7 @@ def build_model(config, train_data):
 def build_trainer(config, model):
     """The model's trainer; with ``resume_from`` set, continued from that checkpoint."""
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    resume_from = config["resume_from"]
+    resume_from = trainer.run_settings.resume_from
     if resume_from:
         if not os.path.isfile(resume_from):
             raise FileNotFoundError(f"resume_from={resume_from}: no such checkpoint (a run writes "
@@ -93,8 +93,8 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
             logger.info(set_color(f"test result ({protocol})", "yellow") + f": {test_results[protocol]}")
             trainer.set_protocol(trained_protocol)
     beam_check = None
-    if config["local_rank"] == 0:  # one rank is enough for a sample of users
-        beam_check = beam_vs_exact(model, test_data, setting(config, "beam_check_users", 0))
+    if config["local_rank"] == 0 and hasattr(trainer, "beam_check"):  # one rank is enough for a sample
+        beam_check = trainer.beam_check(test_data)
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")

@@ -1,14 +1,13 @@
-"""Model, dataset and trainer resolution: this plugin first, then RecBole (as RecBole-GNN does)."""
+"""Model resolution by name: this plugin's models first, then RecBole's (as RecBole-GNN does).
+
+Model modules are found by file name and imported when a name is resolved (RecBole's own
+``get_model`` works the same way), so importing this module, or ``Config``, imports no model.
+"""
 import importlib
 import os
 import pkgutil
 
 import recbole.model
-from recbole.data import create_dataset as recbole_create_dataset
-from recbole.utils import get_trainer as recbole_get_trainer
-
-import recbole_tiger.model
-from recbole_tiger.trainer import with_plugin_mixins
 
 # Same sub-package names in both packages: model/<type>_recommender/<lowercase name>.py
 _MODEL_SUBMODULES = [
@@ -20,8 +19,13 @@ _MODEL_SUBMODULES = [
 ]
 
 
-def _module_names(package):
-    """{lowercase model file name: module path} for every model file of `package`.
+# This plugin's model package, named rather than imported (see the module docstring).
+PLUGIN_MODEL_PACKAGE = "recbole_tiger.model"
+_PLUGIN_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model")
+
+
+def _module_names(package_name, package_dir):
+    """{lowercase model file name: module path} for every model file of a model package.
 
     Reads the directory listing instead of importing, because importing RecBole's
     ``exlib_recommender`` needs optional xgboost/lightgbm (that is why RecBole's own
@@ -29,17 +33,22 @@ def _module_names(package):
     """
     found = {}
     for sub in _MODEL_SUBMODULES:
-        path = os.path.join(os.path.dirname(package.__file__), sub)
-        for info in pkgutil.iter_modules([path]):
-            found.setdefault(info.name, f"{package.__name__}.{sub}.{info.name}")
+        for info in pkgutil.iter_modules([os.path.join(package_dir, sub)]):
+            found.setdefault(info.name, f"{package_name}.{sub}.{info.name}")
     return found
+
+
+def _model_packages():
+    """(package name, directory): the plugin's first, then RecBole's."""
+    return [(PLUGIN_MODEL_PACKAGE, _PLUGIN_MODEL_DIR),
+            (recbole.model.__name__, os.path.dirname(recbole.model.__file__))]
 
 
 def available_models():
     """Model names accepted by ``--model``, plugin models first."""
     recbole_props = os.path.join(os.path.dirname(recbole.model.__file__), "..", "properties", "model")
     recbole_names = {f[: -len(".yaml")] for f in os.listdir(recbole_props) if f.endswith(".yaml")}
-    recbole_modules = _module_names(recbole.model)
+    recbole_modules = _module_names(*_model_packages()[1])
     plugin = sorted(_plugin_class_names())
     builtin = sorted(n for n in recbole_names if n.lower() in recbole_modules and n not in plugin)
     return plugin + builtin
@@ -48,7 +57,7 @@ def available_models():
 def _plugin_class_names():
     """Our model files are few and import cheaply: list the class each one is named after."""
     names = []
-    for file_name, module_path in _module_names(recbole_tiger.model).items():
+    for file_name, module_path in _module_names(*_model_packages()[0]).items():
         module = importlib.import_module(module_path)
         names += [n for n in dir(module) if n.lower() == file_name]
     return names
@@ -60,8 +69,8 @@ class UnknownModelError(ValueError):
 
 def get_model(model_name):
     """Return the model class for `model_name`: ours if we define it, else RecBole's."""
-    for package in (recbole_tiger.model, recbole.model):
-        module_path = _module_names(package).get(model_name.lower())
+    for package in _model_packages():
+        module_path = _module_names(*package).get(model_name.lower())
         if module_path is None:
             continue
         module = importlib.import_module(module_path)
@@ -73,26 +82,3 @@ def get_model(model_name):
     raise UnknownModelError(
         f"Unknown model '{model_name}'. Available models: {', '.join(available_models())}"
     )
-
-
-def create_dataset(config):
-    """The dataset for ``config['model']``: ``recbole_tiger.data.dataset.<Model>Dataset`` if we
-    define one (TIGER's owns the semantic IDs), else RecBole's choice (and its saved-dataset
-    cache)."""
-    dataset_class = getattr(importlib.import_module("recbole_tiger.data.dataset"), config["model"] + "Dataset", None)
-    if dataset_class is None:
-        return recbole_create_dataset(config)
-    dataset = dataset_class(config)
-    if config["save_dataset"]:
-        dataset.save()
-    return dataset
-
-
-def get_trainer(model_type, model_name):
-    """Trainer class for a model: ``recbole_tiger.trainer.<Model>Trainer`` if it exists,
-    else RecBole's choice; either way with the plugin's mixins (time budget, resume, eval protocol)."""
-    plugin_trainers = importlib.import_module("recbole_tiger.trainer")
-    trainer_class = getattr(plugin_trainers, model_name + "Trainer", None)
-    if trainer_class is None:
-        trainer_class = recbole_get_trainer(model_type, model_name)
-    return with_plugin_mixins(trainer_class)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from recbole_tiger.evaluation.benchmark import (KEY, REFERENCE, main, markdown_table, merge_rows, parse_seeds,
+from recbole_tiger.benchmark.side_by_side import (KEY, REFERENCE, main, markdown_table, merge_rows, parse_seeds,
                                                write_results)
 
 
@@ -45,7 +45,7 @@ def test_reference_numbers_only_under_their_own_dataset():
 def test_one_history_length_for_every_model_and_honest_loss_column(tiny_config, tmp_path):
     """A dataset without properties/dataset/<name>.yaml: RecBole's default (50) used to reach the
     baselines while TIGER used 20; and Pop's loss column said 'CE over semantic-ID tokens'."""
-    from recbole_tiger.evaluation.benchmark import default_history_length
+    from recbole_tiger.benchmark.side_by_side import default_history_length
 
     assert default_history_length("tiny") == 20  # no dataset file: TIGER's
     results = tmp_path / "results"
@@ -85,7 +85,7 @@ def test_benchmark_command_runs_a_model_and_writes_three_files(tiny_config, tmp_
 def test_tiger_preset_is_cpu_without_cuda_and_only_for_tiger(monkeypatch):
     import torch
 
-    from recbole_tiger.evaluation.benchmark import resolve_preset
+    from recbole_tiger.benchmark.side_by_side import resolve_preset
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     preset, files = resolve_preset("TIGER", "auto")
@@ -99,7 +99,7 @@ def test_tiger_preset_is_cpu_without_cuda_and_only_for_tiger(monkeypatch):
 
 
 def test_throughput_tool_counts_targets_per_variant(tiny_config, tmp_path):
-    from recbole_tiger.evaluation.throughput import main as throughput
+    from benchmarks.throughput import main as throughput
 
     results = tmp_path / "tp"
     throughput(["prefix:encoder_tokens=item", "sequence:encoder_tokens=item,train_targets=all",
@@ -174,7 +174,7 @@ def test_commit_stamp_ignores_results_and_docs(tmp_path, monkeypatch):
     or the README is being rewritten (as it is while runs go on)."""
     import subprocess
 
-    from recbole_tiger.evaluation import results_table
+    from recbole_tiger.benchmark import results_table
 
     repo = tmp_path / "repo"
     (repo / "results").mkdir(parents=True)
@@ -193,7 +193,7 @@ def test_commit_stamp_ignores_results_and_docs(tmp_path, monkeypatch):
 
 
 def test_variant_values_are_yaml_and_lists_keep_their_commas():
-    from recbole_tiger.evaluation.variants import parse_variant
+    from benchmarks.variants import parse_variant
     name, overrides, files = parse_variant(
         "title-brand:sid_text_fields=[title,brand],dropout_prob=0.1,config_files=a.yaml+b.yaml")
     assert name == "title-brand"
@@ -211,7 +211,7 @@ def test_terminating_the_benchmark_stops_its_child(tmp_path):
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     parent = subprocess.Popen([sys.executable, "-c",
-                               "import sys; from recbole_tiger.evaluation.child_process import run_child_process; "
+                               "import sys; from recbole_tiger.benchmark.child_process import run_child_process; "
                                f"run_child_process([sys.executable, '-c', {child!r}])"])
     deadline = time.time() + 60
     while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
@@ -232,7 +232,7 @@ def test_terminating_the_diagnosis_sweep_stops_every_child(tmp_path):
     fake_python.chmod(0o755)
     parent = subprocess.Popen([sys.executable, "-c",
                                f"import sys; sys.executable = {str(fake_python)!r}; "
-                               "from recbole_tiger.evaluation.diagnosis import main; "
+                               "from benchmarks.diagnosis import main; "
                                f"main(['a', 'b', '--dataset=d', '--jobs=2', '--results_dir={tmp_path}'])"])
     deadline = time.time() + 60
     while not (pid_file.exists() and len(pid_file.read_text().split()) == 2) and time.time() < deadline:

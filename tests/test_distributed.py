@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from recbole_tiger.quick_start import load_data_and_model, run
-from recbole_tiger.utils import get_trainer
+from recbole_tiger.trainer import get_trainer
 
 TIGER_TINY = {"d_model": 16, "n_encoder_layers": 1, "n_decoder_layers": 1, "n_heads": 2, "d_head": 8, "d_ff": 32,
               "sid_quantizer": "rqkmeans", "sid_codebook_size": 8, "beam_size": 10, "beam_check_users": 0}

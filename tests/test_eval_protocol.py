@@ -93,7 +93,7 @@ def test_topk_output_gives_the_dense_metrics(tiny_config, exclude):
     config, model, trainer, test_data = trained("TIGER", tiny_config, exclude=exclude)
     dense = trainer.evaluate(test_data, load_best_model=False)
     config["eval_output"] = "topk"
-    model.settings.eval_output = "topk"
+    model.set_ranking(eval_output="topk")
     topk_trainer = build_trainer(config, model)
     assert topk_trainer.topk_output
     assert topk_trainer.evaluate(test_data, load_best_model=False) == dense

@@ -7,7 +7,7 @@ import zipfile
 
 from conftest import REPO_ROOT
 
-SHIPPED = ["overall.yaml", "model/TIGER.yaml", "model/TIGER-cpu.yaml", "model/SASRec.yaml",
+SHIPPED = ["overall.yaml", "model/TIGER.yaml", "model/TIGER-cpu.yaml", "model/SASRec.yaml", "dataset/amazon-toys.yaml",
            "demo/tiger-ml-100k.yaml", "dataset/amazon-beauty.yaml", "hyper/TIGER.hyper"]
 
 
@@ -20,6 +20,9 @@ def test_wheel_ships_the_property_files_and_config_finds_them_outside_the_source
     (wheel,) = (tmp_path / "dist").glob("recbole_tiger-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"recbole_tiger/properties/{f}" for f in SHIPPED} <= names
+    # the product's side-by-side benchmark ships; the lab (top-level benchmarks/) does not
+    assert "recbole_tiger/benchmark/side_by_side.py" in names
+    assert not [n for n in names if n.startswith("benchmarks/")]
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what pip install puts in site-packages

@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from recbole_tiger.evaluation.popularity import main
+from benchmarks.popularity import main
 from recbole_tiger.quick_start import run_recbole_tiger
 
 
@@ -20,7 +20,7 @@ def test_popularity_breakdown_matches_recbole(tiny_config, tmp_path):
 
 
 def test_inference_sweep_tests_only_the_value_chosen_on_valid(tiny_config, tmp_path):
-    from recbole_tiger.evaluation.inference_sweep import main as sweep
+    from benchmarks.inference_sweep import main as sweep
 
     tiny = {"d_model": 16, "n_encoder_layers": 1, "n_decoder_layers": 1, "n_heads": 2, "d_head": 8, "d_ff": 32,
             "sid_quantizer": "rqkmeans", "sid_codebook_size": 8, "beam_size": 10, "beam_check_users": 0}

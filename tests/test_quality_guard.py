@@ -3,13 +3,13 @@ taxonomy that drives the sequences (recbole_tiger.data.synthetic), the shipped C
 beat popularity by a wide margin and come close to SASRec in a short run.
 
 Thresholds come from measured runs at exactly these settings (1,000 users, 12 epochs, one
-thread; `python -m recbole_tiger.evaluation.taxonomy_check`, results/taxonomy-check.md):
+thread; `python -m benchmarks.taxonomy_check`, results/taxonomy-check.md):
 test NDCG@10 of the preset 0.5427 (0.5298 without its co-purchase block), SASRec 0.5118, Pop
 0.0183 (taxonomy ranker 0.6202), i.e. TIGER = 1.06 x SASRec and 30 x Pop. The recipe this
 preset replaced (hashed user token, causal encoder, dropout 0.1, RQ-VAE IDs) measured 0.2991 =
 0.58 x SASRec here, so 0.8 x SASRec catches a return to it with a margin either side.
 """
-from recbole_tiger.evaluation.taxonomy_check import TIGER_SIDS, make_dataset, run_model, tiger_files
+from benchmarks.taxonomy_check import TIGER_SIDS, make_dataset, run_model, tiger_files
 
 N_USERS, EPOCHS = 1000, 12
 MIN_TIMES_POP = 8.0

@@ -1,7 +1,7 @@
 """The scaling tool: rows for both parts, each measured in its own process."""
 import csv
 
-from recbole_tiger.evaluation.scaling import main, random_semantic_ids
+from benchmarks.scaling import main, random_semantic_ids
 
 
 def test_scaling_tool_measures_decode_and_prestage(tmp_path):

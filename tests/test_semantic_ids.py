@@ -3,6 +3,7 @@
 No download: pipeline tests use a tiny 2-layer BERT sentence encoder built in a tmp dir (random
 weights, the bundled MiniLM vocabulary); the bundled default is only fingerprinted.
 """
+import dataclasses
 import logging
 import os
 
@@ -13,9 +14,9 @@ import yaml
 
 from recbole_tiger import atomic_io as storage
 from recbole_tiger.semantic_ids import load_or_build_semantic_ids, text_encoder
-from recbole_tiger.semantic_ids.__main__ import main as cli_main
+from recbole_tiger.data.build_semantic_ids import main as cli_main
 from recbole_tiger.semantic_ids.dedup import CollisionGroupTooLarge, append_collision_code
-from recbole_tiger.semantic_ids.defaults import DEFAULTS, resolve_params
+from recbole_tiger.semantic_ids.settings import TIGER_YAML, SemanticIDSettings, yaml_defaults
 from recbole_tiger.semantic_ids.diagnostics import category_agreement, collision_stats, level_usage_and_perplexity
 from recbole_tiger.semantic_ids.item_text import ItemTextError, build_item_texts, read_item_table
 from recbole_tiger.semantic_ids.kmeans import kmeans, residual_kmeans
@@ -83,8 +84,9 @@ def clustered(n_clusters=16, per_cluster=40, dim=16, seed=0):
     return (centres[:, None] + torch.randn(n_clusters, per_cluster, dim, generator=g)).reshape(-1, dim)
 
 
-SMALL = dict(DEFAULTS, sid_hidden_sizes=[32], sid_latent_dim=8, sid_codebook_size=16, sid_epochs=12,
-             sid_batch_size=32, sid_learning_rate=3e-3, sid_log_interval=100)
+SMALL = SemanticIDSettings.from_config(dict(
+    yaml_defaults(), sid_hidden_sizes=[32], sid_latent_dim=8, sid_codebook_size=16, sid_epochs=12,
+    sid_batch_size=32, sid_learning_rate=3e-3, sid_log_interval=100, sid_quantizer="rqvae", sid_collaborative_weight=0.0))
 
 
 def test_rqvae_uses_codes_and_separates_items():
@@ -103,7 +105,7 @@ def test_rqvae_uses_codes_and_separates_items():
 
 def test_rqvae_is_deterministic_given_seed():
     x = clustered(per_cluster=10).numpy()
-    params = dict(SMALL, sid_epochs=2)
+    params = dataclasses.replace(SMALL, sid_epochs=2)
     a, _, _ = train_rqvae(x, params, "cpu", torch.Generator().manual_seed(1))
     b, _, _ = train_rqvae(x, params, "cpu", torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
@@ -230,7 +232,8 @@ def test_nan_embeddings_are_an_error():
 # ------------------------------------------------------------------------------ pipeline
 def sid_config(tiny_config, tiny_encoder, **overrides):
     """Tiny text-only RQ-VAE IDs (the paper's pre-stage; the defaults are residual k-means + co-purchase)."""
-    cfg = dict(tiny_config, sid_text_encoder=tiny_encoder, sid_quantizer="rqvae", sid_collaborative_weight=0.0,
+    cfg = dict(yaml_defaults(), **tiny_config)
+    cfg.update(sid_text_encoder=tiny_encoder, sid_quantizer="rqvae", sid_collaborative_weight=0.0,
                sid_codebook_size=8, sid_epochs=3,
                sid_hidden_sizes=[32, 16], sid_latent_dim=8, sid_batch_size=16, sid_log_interval=100)
     cfg.update(overrides)
@@ -336,7 +339,7 @@ def test_cli_builds_the_default_copurchase_ids_a_tiger_run_uses(tiny_config, tin
     from recbole.data import data_preparation
 
     from recbole_tiger.config import Config
-    from recbole_tiger.utils import create_dataset
+    from recbole_tiger.data.dataset import create_dataset
 
     cfg = sid_config(tiny_config, tiny_encoder)
     for key in ("sid_quantizer", "sid_collaborative_weight"):
@@ -353,18 +356,28 @@ def test_cli_builds_the_default_copurchase_ids_a_tiger_run_uses(tiny_config, tin
 
 
 # ------------------------------------------------------------------------------ config
-def test_yaml_section_matches_code_defaults():
-    with open(os.path.join(REPO_ROOT, "properties", "model", "TIGER.yaml"), encoding="utf-8") as f:
-        loaded = yaml.safe_load(f)
-    assert {k: loaded.get(k, "<missing>") for k in DEFAULTS} == DEFAULTS
+def test_settings_fields_are_the_yaml_semantic_id_keys():
+    """One source of defaults: every sid_* key of TIGER.yaml is a field, every field a key there."""
+    with open(TIGER_YAML, encoding="utf-8") as f:
+        yaml_keys = {k for k in yaml.safe_load(f) if k.startswith("sid_")}
+    assert yaml_keys == {f.name for f in dataclasses.fields(SemanticIDSettings)}
+    assert TIGER_YAML == os.path.join(REPO_ROOT, "recbole_tiger", "properties", "model", "TIGER.yaml")
 
 
-def test_explicit_none_vs_missing_keys():
-    assert resolve_params({})["sid_dedup_size"] == 256
-    assert resolve_params({"sid_dedup_size": None})["sid_dedup_size"] is None
-    assert resolve_params({"sid_epochs": None})["sid_epochs"] == DEFAULTS["sid_epochs"]
+def test_missing_explicit_none_and_invalid_keys():
+    defaults = yaml_defaults()
+    with pytest.raises(ValueError, match="no 'sid_epochs'.*TIGER.yaml"):
+        SemanticIDSettings.from_config({k: v for k, v in defaults.items() if k != "sid_epochs"})
+    assert SemanticIDSettings.from_config(defaults).sid_dedup_size == 256
+    assert SemanticIDSettings.from_config(dict(defaults, sid_dedup_size=None)).sid_dedup_size is None
+    assert SemanticIDSettings.from_config(dict(defaults, sid_dedup_size="~")).sid_dedup_size is None
+    with pytest.raises(ValueError, match="sid_epochs=~"):
+        SemanticIDSettings.from_config(dict(defaults, sid_epochs=None))
     with pytest.raises(ValueError, match="sid_quantizer"):
-        resolve_params({"sid_quantizer": "vq"})
+        SemanticIDSettings.from_config(dict(defaults, sid_quantizer="vq"))
+    typed = SemanticIDSettings.from_config(dict(defaults, sid_beta=1, sid_epochs="4", sid_dedup=0))
+    assert (typed.sid_beta, typed.sid_epochs, typed.sid_dedup) == (1.0, 4, False)
+    assert isinstance(typed.sid_beta, float)
 
 
 def test_cooccurrence_pairs_use_each_rows_target_and_its_recent_history():
@@ -393,7 +406,7 @@ def test_copurchase_semantic_ids_through_the_tiger_dataset(tiny_config, tiny_enc
     from recbole.data import data_preparation
 
     from recbole_tiger.config import Config
-    from recbole_tiger.utils import create_dataset
+    from recbole_tiger.data.dataset import create_dataset
 
     def build(**overrides):
         cfg = sid_config(tiny_config, tiny_encoder, sid_quantizer="rqkmeans", **overrides)
@@ -408,7 +421,7 @@ def test_copurchase_semantic_ids_through_the_tiger_dataset(tiny_config, tiny_enc
     # weight 0 keeps the text-only artifact's key: artifacts built before co-purchase stay valid
     assert build(sid_collaborative_weight=0.0).artifact_path == text_only.artifact_path
     with pytest.raises(ValueError, match="rqvae needs sid_collaborative_weight: 0"):
-        resolve_params({"sid_collaborative_weight": 0.5, "sid_quantizer": "rqvae"})
+        SemanticIDSettings.from_config(dict(yaml_defaults(), sid_collaborative_weight=0.5, sid_quantizer="rqvae"))
     with pytest.raises(ValueError, match="needs the training sequences"):
         load_or_build_artifact(direct_config(tiny_config, tiny_encoder, sid_quantizer="rqkmeans",
                                              sid_collaborative_weight=1.0), [f"i{k}" for k in range(60)])

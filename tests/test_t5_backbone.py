@@ -82,7 +82,7 @@ def test_t5_incremental_decoding_equals_teacher_forcing(tiny, overrides):
         rows = torch.arange(B)[:, None]
         for level in range(L):
             if level == 0:
-                x = model._teacher_forced_input(codes[:, 0])[:, None, 0]                  # BOS [B, 1, D]
+                x = model.teacher_forced_input(codes[:, 0])[:, None, 0]                  # BOS [B, 1, D]
                 h = model.decoder.step(x, cache)                                         # [B, 1, D]
                 h = h.expand(B, W, -1)
                 cache.reorder(torch.zeros(B, W, dtype=torch.long))
@@ -90,9 +90,9 @@ def test_t5_incremental_decoding_equals_teacher_forcing(tiny, overrides):
                 parent = torch.stack([torch.randperm(W, generator=g) for _ in range(B)])  # [B, W]
                 cache.reorder(parent)
                 codes = codes[rows, parent]                                              # follow the beams
-                x = model._teacher_forced_input(codes.flatten(0, 1))[:, level].view(B, W, -1)
+                x = model.teacher_forced_input(codes.flatten(0, 1))[:, level].view(B, W, -1)
                 h = model.decoder.step(x, cache)                                         # [B, W, D]
-            full = model.decoder(model._teacher_forced_input(codes.flatten(0, 1)), memory,
+            full = model.decoder(model.teacher_forced_input(codes.flatten(0, 1)), memory,
                                  mask.repeat_interleave(W, 0),
                                  memory_index=torch.arange(B).repeat_interleave(W))      # [BW, L, D]
             assert torch.allclose(h.flatten(0, 1), full[:, level], atol=1e-5), level
@@ -102,7 +102,7 @@ def test_t5_step_chunks_rows_without_changing_results(tiny, monkeypatch):
     import recbole_tiger.model.layers.t5_backbone as t5_backbone
 
     model = make_model(tiny, config_overrides=T5, sizes=(3, 4, 6))
-    model.settings.beam_size = 20
+    model.set_ranking(beam_size=20)
     users = tiny[2]
     whole = model.full_sort_predict(users)
     monkeypatch.setattr(t5_backbone, "_STEP_CHUNK_ELEMENTS", 1)                           # one row per call
@@ -113,7 +113,7 @@ def test_t5_beam_equals_exact_when_beam_covers_catalogue(tiny):
     _, dataset, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6), config_overrides=T5)
     exact_model = make_model(tiny, sizes=(3, 4, 6), config_overrides={**T5, "eval_mode": "exact"})
-    model.settings.beam_size = dataset.item_num - 1
+    model.set_ranking(beam_size=dataset.item_num - 1)
     beam, exact = model.full_sort_predict(users), exact_model.full_sort_predict(users)
     assert bool(torch.isfinite(exact[:, 1:]).all())
     assert torch.allclose(beam[:, 1:], exact[:, 1:], atol=1e-5)

@@ -2,6 +2,7 @@
 checkpoints and one end-to-end RecBole run. Tiny model sizes; semantic IDs are injected
 (random distinct codes) so only the end-to-end test depends on the semantic-ID pre-stage."""
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -11,15 +12,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from recbole.data.interaction import Interaction
 
 from recbole_tiger.config import Config
 from recbole_tiger.data.dataset import USER_ROW_FIELD, USER_ROWS_FIELD, TIGERDataset, check_vocabulary
-from recbole_tiger.model.layers import item_scoring
+from recbole_tiger.model.layers import id_ranking, item_scoring
 from recbole_tiger.model.layers.beam_search import constrained_beam_search, exact_leaf_scores
-from recbole_tiger.evaluation.beam_check import beam_exact_agreement
+from recbole_tiger.trainer.beam_check import beam_exact_agreement
 from recbole_tiger.model.sequential_recommender.tiger import TIGER
+from recbole_tiger.model.tiger_settings import DEFINED_ELSEWHERE, MODEL_YAML, TIGERSettings
 from recbole_tiger.quick_start import prepare_data
 from recbole_tiger.semantic_ids.types import SemanticIDs
 
@@ -112,7 +115,7 @@ def test_constrained_beam_only_generates_valid_ids(tiny):
     with torch.no_grad():  # make the decoder love first codes that no item has
         unused = sorted(set(range(16)) - set(model.item_codes[1:, 0].tolist()))
         model.code_head.weight[unused[:3]] += 5.0 * torch.randn(model.settings.d_model)
-    decoding = model._start_decoding(users["item_id_list"], users["item_length"], users["user_id"])
+    decoding = id_ranking.start_decoding(model, users["item_id_list"], users["item_length"], users["user_id"])
     leaf, score = constrained_beam_search(decoding, model.trie, len(users), 10, "cpu")
     assert bool(torch.isfinite(score).all()) and bool((leaf >= 0).all())
     valid = {tuple(c) for c in model.item_codes[1:].tolist()}
@@ -131,7 +134,7 @@ def test_score_matrix_shape_and_minus_inf_padding(tiny):
     assert bool(torch.isneginf(scores[:, 0]).all())
     assert (torch.isfinite(scores).sum(1) == 10).all()                        # beam_size items
     assert not bool(torch.isnan(scores).any()) and not bool(torch.isposinf(scores).any())
-    model.settings.eval_exclude_history = True
+    model.set_ranking(eval_exclude_history=True)
     scores = model.full_sort_predict(users)
     assert (torch.isfinite(scores).sum(1) == 10).all()
     history = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
@@ -142,15 +145,14 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     _, dataset, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6))
     exact_model = make_model(tiny, sizes=(3, 4, 6), config_overrides={"eval_mode": "exact"})
-    model.settings.beam_size = dataset.item_num - 1
+    model.set_ranking(beam_size=dataset.item_num - 1)
     beam, exact = model.full_sort_predict(users), exact_model.full_sort_predict(users)
     assert bool(torch.isfinite(exact[:, 1:]).all())                           # every item scored
     assert torch.allclose(beam[:, 1:], exact[:, 1:], atol=1e-5)               # default: no exclusion
     for k in (5, 10):
         assert torch.equal(beam.topk(k).indices.sort(1).values, exact.topk(k).indices.sort(1).values)
     # with eval_exclude_history, beams skip the input history
-    model.settings.eval_exclude_history = True
-    model.settings.beam_size = dataset.item_num
+    model.set_ranking(eval_exclude_history=True, beam_size=dataset.item_num)
     beam = model.full_sort_predict(users)
     history = torch.zeros_like(beam, dtype=torch.bool).scatter_(1, users["item_id_list"], True)
     history[:, 0] = True
@@ -162,12 +164,12 @@ def test_beam_top_k_equals_exact_top_k_when_beam_covers_catalogue(tiny):
     agreement = beam_exact_agreement(model, users, topk=(5, 10))
     assert agreement["differ@10"] == 0.0 and agreement["overlap@10"] == 1.0
     # a small beam is an approximation: its top item still has the exact log-probability
-    model.settings.beam_size = 10
+    model.set_ranking(beam_size=10)
     small = model.full_sort_predict(users)
     top = small.argmax(1)
     assert torch.allclose(small.max(1).values, exact[torch.arange(len(users)), top], atol=1e-5)
     # ... and without history exclusion, beams may end on history items (scored exactly too)
-    model.settings.eval_exclude_history = False
+    model.set_ranking(eval_exclude_history=False)
     unmasked = model.full_sort_predict(users)
     assert bool(torch.isfinite(unmasked[history[:, : unmasked.shape[1]]]).any())
 
@@ -177,11 +179,11 @@ def test_beam_exact_agreement_compares_the_rankings_the_evaluator_uses(tiny):
     check must compare unmasked rankings (it used to mask history in both)."""
     _, _, users = tiny
     model = make_model(tiny, sizes=(3, 4, 6))
-    model.settings.beam_size = 10
+    model.set_ranking(beam_size=10)
     beam = model.full_sort_predict(users)
-    model.settings.eval_mode = "exact"
+    model.set_ranking(eval_mode="exact")
     exact = model.full_sort_predict(users)
-    model.settings.eval_mode = "beam"
+    model.set_ranking(eval_mode="beam")
 
     def overlap10(b, e):
         b_score, b_top = b.topk(10, dim=1)
@@ -230,7 +232,7 @@ def test_tie_break_without_collision_level(tiny, tie_break):
     assert model.trie.max_items_per_leaf > 1
     scores = model.full_sort_predict(users)[:, 1:]                            # [B, n-1]
     item_leaf = model.trie.item_leaf[1:]
-    decoding = model._start_decoding(users["item_id_list"], users["item_length"], users["user_id"])
+    decoding = id_ranking.start_decoding(model, users["item_id_list"], users["item_length"], users["user_id"])
     id_logp = exact_leaf_scores(decoding, model.trie, len(users))[:, item_leaf]  # [B, n-1]
     if tie_break == "popularity":
         secondary = model.item_train_count[1:].double().expand_as(id_logp)
@@ -357,17 +359,22 @@ def test_end_to_end_recbole_run(tiny_config, tmp_path, capsys):
     }
     result = run_recbole_tiger(model="TIGER", dataset="tiny", config_dict=config_dict)
     test = result["test_result"]
-    for key in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "cold_recall@10"):
-        assert key in test and 0.0 <= test[key] <= 1.0, test
+    assert {"recall@5", "recall@10", "ndcg@5", "ndcg@10", "cold_recall@10"} <= set(test)
+    # RecBole's own Trainer on the saved checkpoint gives exactly the metrics the run reported
+    assert recbole_trainer_metrics(result["saved_model_file"]) == {k: v for k, v in test.items()
+                                                                  if not k.startswith("cold_")}
     check = result["beam_check"]  # beam 10 vs exact on the test users, as the benchmark reports it
-    assert check["n_users"] > 0 and 0.0 <= check["differ@10"] <= 1.0 and 0.0 <= check["overlap@5"] <= 1.0
+    # a user whose beam top-K is the exact top-K overlaps fully, so mean overlap >= 1 - differ
+    assert check["n_users"] > 0
+    for k in (5, 10):
+        assert check[f"overlap@{k}"] >= 1.0 - check[f"differ@{k}"] - 1e-9, check
     config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
     users = next(iter(test_data))[0]
     model.eval()
     again = model.full_sort_predict(users)
     assert again.shape[1] == model.n_items and (torch.isfinite(again).sum(1) == 10).all()
     # the same check from the command line, on the saved checkpoint
-    from recbole_tiger.evaluation.beam_check import main as beam_check
+    from benchmarks.beam_check import main as beam_check
 
     beam_check([f"--model_file={result['saved_model_file']}", "--n_users=1000"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -423,7 +430,7 @@ def test_sequence_windows_cover_every_training_target_once(fixture, stride, requ
     model = make_model(data, config_overrides={**SEQUENCE_MODE, "sequence_stride": stride})
     rows = training_rows(data[1])
     N = model.max_seq_length
-    windows, n_items, users, first = model._training_windows(rows)
+    windows, n_items, users, first = model.training_windows(rows)
     assert bool((n_items >= 2).all()) and bool((n_items <= N + 1).all())
     got = sorted((int(u), int(i)) for w, n, u, f in zip(windows, n_items, users, first) for i in w[f:n])
     want = sorted(zip(rows["user_id"].tolist(), rows["item_id"].tolist()))
@@ -434,7 +441,7 @@ def test_sequence_windows_cover_every_training_target_once(fixture, stride, requ
     assert bool(((first >= N - S + 1) | (n_items - 1 < N)).all())
     # a batch without anchor rows trains nothing (and still back-propagates)
     others = rows[((rows[USER_ROWS_FIELD] - rows[USER_ROW_FIELD]) % S != 0).nonzero()[:, 0]]
-    assert (len(others) > 0) == (S > 1) and len(model._training_windows(others)[0]) == 0
+    assert (len(others) > 0) == (S > 1) and len(model.training_windows(others)[0]) == 0
     loss = model.train().calculate_loss(others)
     loss.backward()
     assert loss.item() == 0.0
@@ -475,7 +482,17 @@ def test_cpu_preset_runs_end_to_end(tiny_config):
         "last", "item", 0, 0.0)
     assert config["tie_code_embeddings"] and config["lr_scheduler"] == "rsqrt"
     assert [row["epoch"] for row in result["valid_curve"]] == [2, 3]  # eval_step 2: last epoch still validated
-    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    assert recbole_trainer_metrics(result["saved_model_file"]) == result["test_result"]
+
+
+def recbole_trainer_metrics(model_file):
+    """Test metrics of a saved checkpoint by RecBole's own Trainer (none of the plugin's trainer code)."""
+    from recbole.trainer import Trainer
+
+    from recbole_tiger.quick_start import load_data_and_model
+
+    config, model, _, _, _, test_data = load_data_and_model(model_file)
+    return dict(Trainer(config, model).evaluate(test_data, load_best_model=False))
 
 
 def test_tied_code_embeddings_share_one_matrix_and_train(tiny):
@@ -524,17 +541,17 @@ def test_popularity_penalty_ranks_by_adjusted_log_likelihood(tiny):
     alpha = 0.5
     model = make_model(tiny, config_overrides={"popularity_penalty": alpha, "beam_size": 60})
     plain = make_model(tiny, config_overrides={"beam_size": 60})
-    assert plain.popularity_bias() is None
+    assert plain.popularity_prior() is None
     count = model.item_train_count.double() + 1
     prior = (count / count[1:].sum()).log()                                   # one item per ID (dedup)
-    decoding = model._start_decoding(users["item_id_list"], users["item_length"], users["user_id"])
+    decoding = id_ranking.start_decoding(model, users["item_id_list"], users["item_length"], users["user_id"])
     logp = exact_leaf_scores(decoding, model.trie, len(users))[:, model.trie.item_leaf[1:]]   # [B, n-1]
     want = logp - alpha * prior[1:].float()
-    model.settings.eval_mode = "exact"
+    model.set_ranking(eval_mode="exact")
     exact = model.full_sort_predict(users)[:, 1:]
     assert torch.allclose(exact.float(), want, atol=1e-4)
     # a beam as wide as the catalogue finds the same top-10 as exact adjusted scoring
-    model.settings.eval_mode = "beam"
+    model.set_ranking(eval_mode="beam")
     beam = model.full_sort_predict(users)
     assert torch.equal(beam.topk(10, dim=1).indices, exact.topk(10, dim=1).indices + 1)
     # sampled evaluation scores the same adjusted log-likelihood
@@ -583,3 +600,90 @@ def test_label_smoothing_spreads_epsilon_over_the_levels_own_codes(tiny):
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
     with pytest.raises(ValueError, match="label_smoothing=1.0"):
         make_model(tiny, config_overrides={"label_smoothing": 1.0})
+
+
+# ---------------------------------------------------------------------- settings
+# Keys of TIGER.yaml's model section that the model does not read as settings: RecBole reads them
+# (MAX_ITEM_LIST_LENGTH becomes SequentialRecommender.max_seq_length), or the trainer does.
+READ_ELSEWHERE = {
+    "train_neg_sample_args", "MAX_ITEM_LIST_LENGTH",
+    "beam_check_users", "cold_start_eval",
+    "train_batch_size", "learner", "learning_rate", "weight_decay", "lr_scheduler", "warmup_steps", "epochs",
+    "eval_step",
+}
+
+
+def yaml_keys(relative_path, section=None):
+    from recbole_tiger.config import PROPERTIES_DIR
+
+    with open(os.path.join(PROPERTIES_DIR, *relative_path.split("/")[1:]), encoding="utf-8") as f:
+        text = f.read()
+    if section is not None:  # "== model section" up to the next "# == ... section" line
+        text = text[text.index(f"# == {section} section"):]
+        text = text[: text.index("# == ", 1)]
+    return set(yaml.safe_load(text))
+
+
+def test_settings_fields_are_the_model_yaml_keys():
+    """TIGER.yaml is the only source of TIGERSettings' defaults: its model section and the
+    dataclass must not drift apart (a new setting needs its key, a new key its field or a place
+    in READ_ELSEWHERE)."""
+    fields = {f.name for f in dataclasses.fields(TIGERSettings)}
+    keys = yaml_keys(MODEL_YAML, section="model")
+    assert not [f.default for f in dataclasses.fields(TIGERSettings) if f.default is not dataclasses.MISSING]
+    assert sorted(fields - set(DEFINED_ELSEWHERE) - keys) == []          # every field is a key of the yaml
+    assert sorted(keys - READ_ELSEWHERE - fields) == []                  # every key the model reads is a field
+    assert sorted(READ_ELSEWHERE - keys) == [] and sorted(READ_ELSEWHERE & fields) == []
+    for key, where in DEFINED_ELSEWHERE.items():                         # the protocol keys' own file
+        assert key in fields and key not in keys and key in yaml_keys(where)
+
+
+def test_a_missing_setting_names_the_key_and_the_yaml(tiny):
+    config, dataset, _ = tiny
+    values = dict(config.final_config_dict)
+    del values["dropout_prob"]
+    with pytest.raises(ValueError, match=r"no 'dropout_prob'; its default is set in properties/model/TIGER.yaml"):
+        TIGERSettings.from_config(values, 10)
+    with pytest.raises(ValueError, match=r"d_model=~ \(None\); it needs a value \(properties/model/TIGER.yaml"):
+        TIGERSettings.from_config(dict(config.final_config_dict, d_model=None), 10)
+    # ~ is a value only where the yaml gives it a meaning: sequence_stride ~ = MAX_ITEM_LIST_LENGTH // 2
+    assert TIGERSettings.from_config(dict(config.final_config_dict, sequence_stride=None), 10).sequence_stride == 5
+    # the same through the model, from RecBole's Config
+    config = copy.deepcopy(config)
+    del config.final_config_dict["tie_code_embeddings"]
+    with pytest.raises(ValueError, match=r"no 'tie_code_embeddings'.*properties/model/TIGER.yaml"):
+        TIGER(config, dataset)
+
+
+def test_set_ranking_changes_only_how_the_model_ranks(tiny):
+    _, dataset, users = tiny
+    model = make_model(tiny, sizes=(3, 4, 6))
+    exact_model = make_model(tiny, sizes=(3, 4, 6), config_overrides={"eval_mode": "exact"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.settings.eval_mode = "exact"                               # settings are not written from outside
+    before = model.settings
+    previous = model.set_ranking(eval_mode="exact")
+    assert previous == {"eval_mode": "beam"} and model.settings.eval_mode == "exact" and before.eval_mode == "beam"
+    assert torch.equal(model.full_sort_predict(users), exact_model.full_sort_predict(users))
+    model.set_ranking(**previous)
+    assert model.settings == before
+    # the popularity prior follows the penalty
+    model.set_ranking(popularity_penalty=0.5)
+    half = model.popularity_prior()
+    model.set_ranking(popularity_penalty=1.0)
+    full = model.popularity_prior()
+    assert full.alpha == 1.0 and torch.allclose(full.leaf_bias, 2 * half.leaf_bias)
+    model.set_ranking(popularity_penalty=0.0)
+    assert model.popularity_prior() is None
+    # only ranking keys, only valid values; a refused change leaves the settings as they were
+    with pytest.raises(ValueError, match=r"\['d_model', 'foo'\] are not ranking settings"):
+        model.set_ranking(d_model=8, foo=1)
+    with pytest.raises(ValueError, match="eval_mode='greedy'"):
+        model.set_ranking(eval_mode="greedy")
+    with pytest.raises(ValueError, match="beam_size=5 < max\\(topk\\)=10"):
+        model.set_ranking(beam_size=5)
+    assert model.settings == before
+    shared = make_model(tiny, sizes=(4, 8), codes=random_codes(dataset.item_num, (4, 8), seed=3, distinct=False),
+                        dedup=False)
+    with pytest.raises(ValueError, match="tie_break=cosine needs the items' text embeddings"):
+        shared.set_ranking(tie_break="cosine")

@@ -1,7 +1,7 @@
 """TIGER's dataset: RecBole's ``SequentialDataset`` that also owns the item-side tables.
 
-Resolved plugin-first by :func:`recbole_tiger.utils.create_dataset` (``<Model>Dataset`` in this
-module, else RecBole's choice), the way RecBole-GNN resolves its graph datasets. Other models
+Resolved plugin-first by :func:`create_dataset` (``<Model>Dataset`` in this module, else
+RecBole's choice), the way RecBole-GNN resolves its graph datasets. Other models
 keep RecBole's datasets.
 
 After :meth:`TIGERDataset.build` every split (and the full dataset) carries:
@@ -18,7 +18,13 @@ After :meth:`TIGERDataset.build` every split (and the full dataset) carries:
   row k predicts the user's k-th target) and ``USER_ROWS_FIELD`` (T, that user's training rows).
 """
 import torch
+from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data.dataset import SequentialDataset
+
+from recbole_tiger.compat import distributed_rank
+from recbole_tiger.semantic_ids import load_or_build_semantic_ids
+from recbole_tiger.semantic_ids.collaborative import training_cooccurrence_embeddings
+from recbole_tiger.semantic_ids.settings import SemanticIDSettings
 
 USER_ROW_FIELD = "user_train_row"      # k: this row is its user's k-th training row (1-based)
 USER_ROWS_FIELD = "user_train_rows"    # T: training rows of this row's user
@@ -34,7 +40,8 @@ class TIGERDataset(SequentialDataset):
         datasets = super().build()
         train = datasets[0]
         item_list_field = self.iid_field + self.config["LIST_SUFFIX"]
-        semantic_ids = self.load_semantic_ids(self.collaborative_vectors(train, item_list_field))
+        settings = SemanticIDSettings.from_config(self.config)  # read once, for every step below
+        semantic_ids = self.load_semantic_ids(settings, self.collaborative_vectors(settings, train, item_list_field))
         counts = training_counts(train.inter_feat, self.iid_field, item_list_field,
                                  self.item_list_length_field, self.item_num)
         add_user_row_ranks(train.inter_feat, self.uid_field, self.item_list_length_field)
@@ -43,44 +50,46 @@ class TIGERDataset(SequentialDataset):
             dataset.item_train_count = counts
         return datasets
 
-    def collaborative_vectors(self, train, item_list_field):
+    def collaborative_vectors(self, params, train, item_list_field):
         """Co-purchase vectors of every internal item id from the training rows only (valid and
         test targets never enter), when ``sid_collaborative_weight`` > 0; else ``None``."""
-        from recbole_tiger.semantic_ids.collaborative import training_cooccurrence_embeddings
-        from recbole_tiger.semantic_ids.defaults import resolve_params
-
-        params = resolve_params(self.config)
-        if params["sid_collaborative_weight"] <= 0:
+        if not params.uses_collaborative:
             return None
         vectors, n_pairs = training_cooccurrence_embeddings(
             train.inter_feat, self.iid_field, item_list_field, self.item_list_length_field, self.item_num,
-            params["sid_collaborative_dim"], params["sid_collaborative_window"], seed=int(self.config["seed"]))
+            params.sid_collaborative_dim, params.sid_collaborative_window, seed=int(self.config["seed"]))
         return {"vectors": vectors, "n_pairs": n_pairs}
 
-    def load_semantic_ids(self, collaborative=None):
+    def load_semantic_ids(self, settings, collaborative=None):
         """The pre-stage: this dataset's semantic-ID artifact, built first if missing or stale,
         checked against the settings that describe it and against the item ids."""
-        from recbole_tiger.compat import distributed_rank
-        from recbole_tiger.semantic_ids import load_or_build_semantic_ids
-
         # Distributed training: rank 0 builds the artifact, the other ranks wait, then load it.
         rank = distributed_rank()
         if rank not in (None, 0):
             torch.distributed.barrier()
-        semantic_ids = load_or_build_semantic_ids(self.config, self, collaborative)
+        semantic_ids = load_or_build_semantic_ids(self.config, self, collaborative, settings)
         if rank == 0:
             torch.distributed.barrier()
-        check_vocabulary(self.config, semantic_ids)
+        check_vocabulary(settings, semantic_ids)
         semantic_ids.validate(self.item_num)
         return semantic_ids
 
 
-def check_vocabulary(config, sid):
-    """The model's vocabulary is sized from the artifact: it must be the one the config asks for."""
-    n_levels, size, dedup = config["sid_n_levels"], config["sid_codebook_size"], config["sid_dedup"]
-    if n_levels is None or size is None:
-        return
-    dedup = True if dedup is None else bool(dedup)
+def create_dataset(config):
+    """The dataset for ``config['model']``: ``<Model>Dataset`` of this module if we define one
+    (TIGER's owns the semantic IDs), else RecBole's choice (and its saved-dataset cache)."""
+    dataset_class = globals().get(config["model"] + "Dataset")
+    if not (isinstance(dataset_class, type) and issubclass(dataset_class, SequentialDataset)):
+        return recbole_create_dataset(config)
+    dataset = dataset_class(config)
+    if config["save_dataset"]:
+        dataset.save()
+    return dataset
+
+
+def check_vocabulary(settings, sid):
+    """The model's vocabulary is sized from the artifact: it must be the one the settings ask for."""
+    n_levels, size, dedup = settings.sid_n_levels, settings.sid_codebook_size, settings.sid_dedup
     expected = f"{n_levels} levels of {size} codes" + (" + a collision level" if dedup else "")
     if (len(sid.codebook_sizes) != n_levels + int(dedup) or bool(sid.dedup) != dedup
             or any(int(k) != int(size) for k in sid.codebook_sizes[:n_levels])):

@@ -61,7 +61,7 @@ def load_catalogue(artifact_path, item_file=None, strict=True):
     artifact = load_artifact(artifact_path)
     if artifact is None:
         raise CatalogueError(f"{artifact_path}: not a readable semantic-ID artifact "
-                             "(build one with `python -m recbole_tiger.semantic_ids --dataset=...`).")
+                             "(build one with `python -m recbole_tiger.data.build_semantic_ids --dataset=...`).")
     item_file = item_file or artifact["item_file"]
     table = read_item_table(item_file, item_id_field=artifact["key_inputs"]["item_id_field"])
     codes = {t: tuple(int(c) for c in row) for t, row in zip(artifact["tokens"], artifact["codes"].tolist())}

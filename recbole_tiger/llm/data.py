@@ -6,7 +6,7 @@
 The semantic IDs are the artifact a TIGER run with the same ``--sid_*`` settings uses (built
 first if missing; ``--artifact=PATH`` takes one directly). Writes ``train.jsonl`` and
 ``valid.jsonl`` (training templates, random split), ``heldout.jsonl`` (other templates and
-paraphrases, for ``recbole_tiger.llm.evaluate``) and ``catalogue.json`` (where the IDs and
+paraphrases, for ``benchmarks.llm_eval``) and ``catalogue.json`` (where the IDs and
 items come from, and which items were trained on).
 """
 import argparse
@@ -23,7 +23,7 @@ from recbole_tiger.llm.examples import TASKS, build_examples, select_items, spli
 
 def artifact_for_dataset(overrides):
     """Path of the semantic-ID artifact of ``overrides`` (dataset, data_path, sid_* ...), built if needed."""
-    from recbole_tiger.semantic_ids.__main__ import artifact_for, build_config
+    from recbole_tiger.data.build_semantic_ids import artifact_for, build_config
 
     return artifact_for(build_config(overrides))["path"]
 

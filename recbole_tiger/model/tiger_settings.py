@@ -1,7 +1,10 @@
-"""TIGER's settings (properties/model/TIGER.yaml documents each key), typed and checked once."""
-from dataclasses import dataclass, field
+"""TIGER's settings, typed and checked once. properties/model/TIGER.yaml documents every key and
+is the only source of their defaults (it is always loaded for ``--model=TIGER``)."""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
 
-from recbole_tiger.settings import check_choice, settings_from_config
+from recbole_tiger.settings import check_choice, lookup, read_settings, typed
 
 EVAL_MODES = ("beam", "exact")
 EVAL_OUTPUTS = ("dense", "topk")
@@ -10,43 +13,55 @@ ENCODER_TOKENS = ("code", "item")
 TRAIN_TARGETS = ("last", "all")
 BACKBONES = ("own", "t5")
 
+MODEL_YAML = "properties/model/TIGER.yaml"
+# Fields whose default lives in another layer than TIGER.yaml (the evaluation protocol).
+DEFINED_ELSEWHERE = {"topk": "properties/overall.yaml", "eval_exclude_history": "properties/overall.yaml"}
+# How a trained model ranks, not what it learned: the keys TIGER.set_ranking may change.
+RANKING_KEYS = ("eval_mode", "beam_size", "popularity_penalty", "eval_exclude_history", "tie_break",
+                "eval_output", "length_bucket_size")
 
-@dataclass
+
+@dataclass(frozen=True)
 class TIGERSettings:
     # architecture
-    backbone: str = "own"
-    d_model: int = 128
-    n_encoder_layers: int = 4
-    n_decoder_layers: int = 4
-    n_heads: int = 6
-    d_head: int = 64
-    d_ff: int = 1024
-    dropout_prob: float = 0.1
-    attn_dropout_prob: float = 0.1
-    n_user_tokens: int = 0
-    encoder_tokens: str = "code"
-    initializer_range: float = 0.02
-    item_id_embedding: bool = False    # history items: + an embedding of their own item id (input side only)
-    tie_code_embeddings: bool = False  # output layer = the code tokens' input embeddings (T5, GRID)
+    backbone: str
+    d_model: int
+    n_encoder_layers: int
+    n_decoder_layers: int
+    n_heads: int
+    d_head: int
+    d_ff: int
+    dropout_prob: float
+    attn_dropout_prob: float
+    n_user_tokens: int
+    encoder_tokens: str
+    initializer_range: float
+    item_id_embedding: bool
+    tie_code_embeddings: bool
     # training
-    train_targets: str = "last"
-    label_smoothing: float = 0.0       # ε: (1-ε)·CE + ε·mean over the level's codes of -log p (0 = the paper's)
-    sequence_stride: int = None        # None = MAX_ITEM_LIST_LENGTH // 2 (filled in by from_config)
+    train_targets: str
+    label_smoothing: float
+    sequence_stride: Optional[int]       # the yaml's ``~`` (MAX_ITEM_LIST_LENGTH // 2) is resolved by from_config
     # ranking
-    beam_size: int = 20
-    length_bucket_size: int = 64
-    eval_exclude_history: bool = False  # the protocol (overall.yaml); True: beams skip history IDs
-    eval_mode: str = "beam"            # mutable at run time: the beam-vs-exact check switches it
-    eval_output: str = "dense"         # dense: RecBole's [users, items] scores; topk: top-K only
-    tie_break: str = "popularity"
-    popularity_penalty: float = 0.0    # α: rank by log P(ID | history) − α·log P_train(ID); 0 = the paper's
-    topk: list = field(default_factory=lambda: [10])
+    beam_size: int
+    length_bucket_size: int
+    eval_exclude_history: bool
+    eval_mode: str
+    eval_output: str
+    tie_break: str
+    popularity_penalty: float
+    topk: list
 
     @classmethod
     def from_config(cls, config, max_seq_length):
-        stride = settings_from_config(cls, config).sequence_stride
-        settings = settings_from_config(
-            cls, config, sequence_stride=max(1, max_seq_length // 2) if stride is None else int(stride))
+        """The checked settings of ``config`` (a RecBole ``Config`` or a dict); every key must be
+        there (``recbole_tiger.config.Config`` loads TIGER.yaml for ``--model=TIGER``)."""
+        present, stride = lookup(config, "sequence_stride")  # missing: read_settings names it
+        computed = {}
+        if present:
+            computed["sequence_stride"] = max(1, max_seq_length // 2) if stride is None else int(stride)
+        settings = read_settings(cls, config, component="TIGER", source=MODEL_YAML, sources=DEFINED_ELSEWHERE,
+                                 **computed)
         settings.check(max_seq_length)
         return settings
 
@@ -58,6 +73,20 @@ class TIGERSettings:
     @property
     def max_topk(self) -> int:
         return max(self.topk) if isinstance(self.topk, (list, tuple)) else int(self.topk)
+
+    def with_ranking(self, max_seq_length, **changes):
+        """A checked copy with other ranking-time settings (RANKING_KEYS only)."""
+        unknown = sorted(set(changes) - set(RANKING_KEYS))
+        if unknown:
+            raise ValueError(f"TIGER: {unknown} are not ranking settings; set_ranking changes only {RANKING_KEYS}.")
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        try:
+            changes = {key: typed(types[key], value) for key, value in changes.items()}
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"TIGER: set_ranking({changes}): {err}") from None
+        settings = dataclasses.replace(self, **changes)
+        settings.check(max_seq_length)
+        return settings
 
     def check(self, max_seq_length):
         check_choice("TIGER", "eval_mode", self.eval_mode, EVAL_MODES)

@@ -130,7 +130,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"rerank.compare: --systems: unknown {unknown}, expected some of {list(SYSTEMS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
+    from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
 
     data = torch.load(args.candidates, map_location="cpu", weights_only=False)
     titles = candidate_file_titles(data)

@@ -17,7 +17,6 @@ import torch
 
 from recbole_tiger.settings import setting
 from recbole_tiger.semantic_ids.dedup import append_collision_code
-from recbole_tiger.semantic_ids.defaults import code_inputs, resolve_params
 from recbole_tiger.semantic_ids.diagnostics import (
     category_agreement,
     collision_stats,
@@ -33,6 +32,7 @@ from recbole_tiger.semantic_ids.item_text import (
 )
 from recbole_tiger.semantic_ids.kmeans import residual_kmeans
 from recbole_tiger.semantic_ids.rqvae import train_rqvae
+from recbole_tiger.semantic_ids.settings import SemanticIDSettings
 from recbole_tiger.atomic_io import atomic_torch_save, sha256_file, stable_hash
 from recbole_tiger.semantic_ids.text_encoder import embed_texts, encoder_identity
 from recbole_tiger.semantic_ids.types import SemanticIDs
@@ -43,22 +43,22 @@ ARTIFACT_FORMAT = 1
 
 
 def artifact_dir(config, params):
-    if params["sid_artifact_dir"]:
-        return str(params["sid_artifact_dir"])
+    if params.sid_artifact_dir:
+        return str(params.sid_artifact_dir)
     return os.path.join(setting(config, "checkpoint_dir", "saved"), "semantic_ids")
 
 
 class ArtifactInputs:
     """Everything that determines an artifact: read once, hashed into its key."""
 
-    def __init__(self, config, dataset_tokens, collaborative=None):
-        self.params = resolve_params(config)
+    def __init__(self, config, dataset_tokens, collaborative=None, settings=None):
+        self.params = SemanticIDSettings.from_config(config) if settings is None else settings
         # co-purchase vectors {token: vector} from the training split (TIGERDataset), when used
-        self.collaborative = collaborative if self.params["sid_collaborative_weight"] > 0 else None
-        if self.params["sid_collaborative_weight"] > 0 and collaborative is None:
+        self.collaborative = collaborative if self.params.sid_collaborative_weight > 0 else None
+        if self.params.sid_collaborative_weight > 0 and collaborative is None:
             raise ValueError("sid_collaborative_weight > 0 needs the training sequences: semantic IDs with "
                              "co-purchase features are built from a RecBole dataset (a TIGER run, or "
-                             "`python -m recbole_tiger.semantic_ids`), not from the item file alone; "
+                             "`python -m recbole_tiger.data.build_semantic_ids`), not from the item file alone; "
                              "sid_collaborative_weight: 0 gives text-only IDs.")
         self.dataset_name = config["dataset"]
         self.item_path = atomic_item_path(config)
@@ -70,9 +70,9 @@ class ArtifactInputs:
         )
         # items of the dataset with no row in .item: part of the training set, hence of the key
         self.extra_tokens = [t for t in dataset_tokens if t not in self.table.rows]
-        self.seed = int(self.params["sid_seed"] if self.params["sid_seed"] is not None
+        self.seed = int(self.params.sid_seed if self.params.sid_seed is not None
                         else setting(config, "seed", 2020))
-        self.encoder_name, _, self.encoder_fingerprint = encoder_identity(self.params["sid_text_encoder"])
+        self.encoder_name, _, self.encoder_fingerprint = encoder_identity(self.params.sid_text_encoder)
         self.key_inputs = {
             "format": ARTIFACT_FORMAT,
             "item_file_sha256": sha256_file(self.item_path),
@@ -80,7 +80,7 @@ class ArtifactInputs:
             "extra_tokens": stable_hash(sorted(self.extra_tokens)),
             "encoder": self.encoder_fingerprint,
             "seed": self.seed,
-            **code_inputs(self.params),
+            **self.params.code_inputs(),
         }
         if self.collaborative is not None:
             tokens = sorted(self.collaborative["vectors"])
@@ -90,7 +90,7 @@ class ArtifactInputs:
         self.key = stable_hash(self.key_inputs)
         self.directory = artifact_dir(config, self.params)
         self.path = os.path.join(
-            self.directory, f"{self.dataset_name}-{self.params['sid_quantizer']}-{self.key[:12]}.pt"
+            self.directory, f"{self.dataset_name}-{self.params.sid_quantizer}-{self.key[:12]}.pt"
         )
 
 
@@ -107,10 +107,11 @@ def load_artifact(path, expected_key=None):
     return artifact
 
 
-def load_or_build_artifact(config, dataset_tokens, collaborative=None):
+def load_or_build_artifact(config, dataset_tokens, collaborative=None, settings=None):
     """The artifact dict for ``config`` covering ``dataset_tokens``, built first if missing/stale
-    (``collaborative``: co-purchase vectors, see ``ArtifactInputs``)."""
-    inputs = ArtifactInputs(config, dataset_tokens, collaborative)
+    (``collaborative``: co-purchase vectors, see ``ArtifactInputs``; ``settings``: the
+    :class:`SemanticIDSettings` of ``config`` when the caller has built them already)."""
+    inputs = ArtifactInputs(config, dataset_tokens, collaborative, settings)
     if os.path.isfile(inputs.path):
         artifact = load_artifact(inputs.path, inputs.key)
         if artifact is not None:
@@ -139,14 +140,14 @@ def build_artifact(inputs, config):
     show_progress = setting(config, "show_progress", True) is not False
     seconds = {}
 
-    texts = build_item_texts(inputs.table, params["sid_text_fields"], inputs.extra_tokens,
-                             params["sid_max_missing_text_ratio"])
+    texts = build_item_texts(inputs.table, params.sid_text_fields, inputs.extra_tokens,
+                             params.sid_max_missing_text_ratio)
     seconds["text"] = time.time() - t0
 
     t = time.time()
-    embeddings, _ = embed_texts(texts.texts, params["sid_text_encoder"], device,
+    embeddings, _ = embed_texts(texts.texts, params.sid_text_encoder, device,
                                 os.path.join(inputs.directory, "embeddings"),
-                                params["sid_encode_batch_size"], show_progress)
+                                params.sid_encode_batch_size, show_progress)
     seconds["embed"] = time.time() - t
 
     t = time.time()
@@ -158,7 +159,7 @@ def build_artifact(inputs, config):
     codes, recon_mse, history = quantize(embeddings, params, device, inputs.seed, extra)
     seconds["quantize"] = time.time() - t
 
-    n_levels, k = params["sid_n_levels"], params["sid_codebook_size"]
+    n_levels, k = params.sid_n_levels, params.sid_codebook_size
     codebook_sizes = [k] * n_levels
     stats = {
         "n_items": len(texts.tokens),
@@ -166,21 +167,21 @@ def build_artifact(inputs, config):
         "text_fields": texts.text_fields,
         "encoder": inputs.encoder_name,
         "embedding_dim": int(embeddings.shape[1]),
-        "quantizer": params["sid_quantizer"],
+        "quantizer": params.sid_quantizer,
         "n_quantized_levels": n_levels,
         "recon_mse": recon_mse,
         **level_usage_and_perplexity(codes, codebook_sizes),
         **collision_stats(codes),
         "category_agreement": _category_agreement(inputs.table, texts.tokens, codes[:, 0], params),
-        **({"collaborative": {"weight": params["sid_collaborative_weight"], "pairs": inputs.collaborative["n_pairs"],
+        **({"collaborative": {"weight": params.sid_collaborative_weight, "pairs": inputs.collaborative["n_pairs"],
                               "items_with_pairs": int((np.abs(extra).sum(1) > 0).sum())}} if extra is not None else {}),
         "history": history,
     }
-    if params["sid_dedup"]:
-        codes, needed = append_collision_code(codes, params["sid_dedup_size"], texts.tokens)
+    if params.sid_dedup:
+        codes, needed = append_collision_code(codes, params.sid_dedup_size, texts.tokens)
         codebook_sizes.append(needed)
     stats["codebook_sizes"] = codebook_sizes
-    stats["dedup"] = bool(params["sid_dedup"])
+    stats["dedup"] = bool(params.sid_dedup)
     stats["unique_id_rate"] = collision_stats(codes)["unique_prefix_rate"]
     seconds["total"] = time.time() - t0
     stats["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
@@ -191,13 +192,13 @@ def build_artifact(inputs, config):
         "key_inputs": inputs.key_inputs,
         "dataset": inputs.dataset_name,
         "item_file": inputs.item_path,
-        "params": params,
+        "params": params.as_dict(),
         "encoder": inputs.encoder_name,
         "tokens": texts.tokens,
         "texts": texts.texts,
         "codes": codes.long(),                                   # [N, L]
         "codebook_sizes": codebook_sizes,
-        "dedup": bool(params["sid_dedup"]),
+        "dedup": bool(params.sid_dedup),
         "embeddings": torch.from_numpy(np.ascontiguousarray(embeddings)),  # [N, d]
         "stats": stats,
     }
@@ -212,10 +213,10 @@ def quantize(embeddings, params, device, seed, extra=None):
     ``extra`` [N, d'] (co-purchase vectors, rqkmeans only) joins the embeddings with weight
     ``sid_collaborative_weight``."""
     threads = torch.get_num_threads()
-    if device.type == "cpu" and params["sid_num_threads"]:
+    if device.type == "cpu" and params.sid_num_threads:
         # Batches of 128 × 512 are too small to split across threads: on a shared 2-core
         # machine 2 threads made ml-100k's RQ-VAE 7× slower (103 s vs 14.5 s) than 1.
-        torch.set_num_threads(int(params["sid_num_threads"]))
+        torch.set_num_threads(int(params.sid_num_threads))
     try:
         return _quantize(embeddings, params, device, seed, extra)
     finally:
@@ -231,13 +232,13 @@ def _quantize(embeddings, params, device, seed, extra=None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        n_levels, k = params["sid_n_levels"], params["sid_codebook_size"]
+        n_levels, k = params.sid_n_levels, params.sid_codebook_size
         if len(embeddings) < k:
             raise ValueError(
                 f"Only {len(embeddings)} items but sid_codebook_size={k}: codebooks cannot be "
                 "initialised; lower sid_codebook_size."
             )
-        if params["sid_quantizer"] == "rqkmeans":
+        if params.sid_quantizer == "rqkmeans":
             # one float32 copy of the (possibly memory-mapped) embeddings, standardised in place as
             # the RQ-VAE does, then reused as k-means' residual buffer: ~2 x N x D x 4 bytes at the peak
             x = torch.tensor(np.asarray(embeddings), dtype=torch.float32, device=device)
@@ -248,16 +249,16 @@ def _quantize(embeddings, params, device, seed, extra=None):
                 c = torch.as_tensor(extra, dtype=torch.float32, device=device)
                 has_pairs = c.abs().sum(1, keepdim=True) > 0
                 c = standardise(c) * has_pairs
-                c = c * (params["sid_collaborative_weight"] * x.shape[1] / c.shape[1]) ** 0.5
+                c = c * (params.sid_collaborative_weight * x.shape[1] / c.shape[1]) ** 0.5
                 x = torch.cat([x, c], dim=1)
-            _, codes = residual_kmeans(x, n_levels, k, generator, params["sid_kmeans_iters"], overwrite_input=True)
+            _, codes = residual_kmeans(x, n_levels, k, generator, params.sid_kmeans_iters, overwrite_input=True)
             logger.info(f"Residual k-means: {level_usage_and_perplexity(codes.cpu(), [k] * n_levels)}")
             return codes.cpu(), None, []
         return train_rqvae(embeddings, params, device, generator)
 
 
 def _category_agreement(table, tokens, first_codes, params):
-    col = category_column(table, params["sid_category_field"])
+    col = category_column(table, params.sid_category_field)
     if col is None:
         return {}
     name = table.columns[col]
@@ -296,7 +297,7 @@ def semantic_ids_for_tokens(artifact, id_tokens, path=None):
     )
 
 
-def load_or_build_semantic_ids(config, dataset, collaborative=None):
+def load_or_build_semantic_ids(config, dataset, collaborative=None, settings=None):
     """Semantic IDs for every internal item id of a RecBole ``dataset`` (row 0 = padding = -1).
 
     Loads ``<checkpoint_dir>/semantic_ids/<dataset>-<quantizer>-<key>.pt`` (or
@@ -308,5 +309,5 @@ def load_or_build_semantic_ids(config, dataset, collaborative=None):
     if collaborative is not None:  # vectors by internal id -> by token
         collaborative = {"vectors": {t: collaborative["vectors"][i] for i, t in enumerate(id_tokens) if i},
                          "n_pairs": collaborative["n_pairs"]}
-    artifact = load_or_build_artifact(config, id_tokens[1:], collaborative)
+    artifact = load_or_build_artifact(config, id_tokens[1:], collaborative, settings)
     return semantic_ids_for_tokens(artifact, id_tokens, artifact["path"])

@@ -179,21 +179,21 @@ def train_rqvae(embeddings, params, device, generator):
     """
     x = torch.as_tensor(embeddings, dtype=torch.float32, device=device)
     n = x.shape[0]
-    n_levels, k = params["sid_n_levels"], params["sid_codebook_size"]
+    n_levels, k = params.sid_n_levels, params.sid_codebook_size
     with torch.random.fork_rng(devices=[]):  # weight init from `generator`, global RNG untouched
         torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
-        model = RQVAE(x.shape[1], params["sid_hidden_sizes"], params["sid_latent_dim"], n_levels, k,
-                      params["sid_beta"], params["sid_ema_decay"]).to(device)
+        model = RQVAE(x.shape[1], params.sid_hidden_sizes, params.sid_latent_dim, n_levels, k,
+                      params.sid_beta, params.sid_ema_decay).to(device)
     model.set_standardisation(x)
-    optimizer = make_optimizer(params["sid_learner"], model.parameters(), params["sid_learning_rate"])
-    batch_size = min(params["sid_batch_size"], n)
-    epochs = params["sid_epochs"]
-    log_every = max(1, params["sid_log_interval"])
+    optimizer = make_optimizer(params.sid_learner, model.parameters(), params.sid_learning_rate)
+    batch_size = min(params.sid_batch_size, n)
+    epochs = params.sid_epochs
+    log_every = max(1, params.sid_log_interval)
 
     with torch.no_grad():  # k-means init on the encoded first batch(es), up to sid_kmeans_init_size items
-        init_idx = torch.randperm(n, generator=generator)[: max(params["sid_kmeans_init_size"], k)].to(device)
+        init_idx = torch.randperm(n, generator=generator)[: max(params.sid_kmeans_init_size, k)].to(device)
         model.quantizer.init_kmeans(model.encoder(model.standardise(x[init_idx])), generator,
-                                    params["sid_kmeans_iters"])
+                                    params.sid_kmeans_iters)
 
     history, start = [], time.time()
     for epoch in range(epochs):
@@ -218,7 +218,7 @@ def train_rqvae(embeddings, params, device, generator):
         restarted = [0] * n_levels
         if not last:
             restarted = model.quantizer.restart_dead_codes(usage, torch.cat(pool, 1), generator,
-                                                           params["sid_dead_code_threshold"])
+                                                           params.sid_dead_code_threshold)
         if (epoch + 1) % log_every == 0 or last or epoch == 0:
             model.eval()
             codes, mse = model.encode_codes(x)

@@ -16,7 +16,7 @@ PROTOCOLS = {"repeatable": False, "exclude_history": True}  # name -> eval_exclu
 class ExcludeHistoryMixin:
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.eval_exclude_history = bool(config["eval_exclude_history"])
+        self.eval_exclude_history = self.run_settings.eval_exclude_history
 
     def set_protocol(self, protocol):
         """Switch the evaluation protocol (``repeatable`` / ``exclude_history``) of this trainer
@@ -24,9 +24,8 @@ class ExcludeHistoryMixin:
         if protocol not in PROTOCOLS:
             raise ValueError(f"eval protocol {protocol!r}: expected one of {sorted(PROTOCOLS)}")
         self.eval_exclude_history = PROTOCOLS[protocol]
-        settings = getattr(self.model, "settings", None)
-        if settings is not None and hasattr(settings, "eval_exclude_history"):
-            settings.eval_exclude_history = self.eval_exclude_history
+        if hasattr(self.model, "set_ranking"):  # a model that keeps history out of its own ranking (TIGER)
+            self.model.set_ranking(eval_exclude_history=self.eval_exclude_history)
 
     @property
     def protocol(self):

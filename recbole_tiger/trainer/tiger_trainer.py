@@ -18,16 +18,17 @@ from torch.optim.lr_scheduler import LambdaLR
 from recbole.trainer import Trainer
 from recbole.utils import EvaluatorType, set_color
 
-from recbole_tiger.evaluation.cold_start import ColdStartMetrics
-from recbole_tiger.evaluation.topk_collector import TopKCollector, TopKScores
-from recbole_tiger.settings import setting
+from recbole_tiger.trainer.cold_start import ColdStartMetrics
+from recbole_tiger.trainer.topk_collector import TopKCollector, TopKScores
+from recbole_tiger.trainer.beam_check import beam_vs_exact
+from recbole_tiger.trainer.settings import TIGERTrainerSettings
 
 
 class TIGERTrainer(Trainer):
     def __init__(self, config, model):
         self._steps_per_epoch = None  # set by fit(); the cosine schedule's length is epochs x this
+        self.tiger_settings = TIGERTrainerSettings.from_config(config)  # before RecBole builds the optimizer
         super().__init__(config, model)
-        self.cold_start_eval = bool(config["cold_start_eval"])
         self._cold_start = None  # ColdStartMetrics while evaluating
         # eval_output: topk — the model hands over each user's top-K, never a [users x items] matrix
         self.topk_output = model.settings.eval_output == "topk"
@@ -37,17 +38,15 @@ class TIGERTrainer(Trainer):
     # ------------------------------------------------------------------ learning-rate schedule
     def _build_optimizer(self, **kwargs):
         optimizer = super()._build_optimizer(**kwargs)
-        schedule = setting(self.config, "lr_scheduler", "constant")
-        warmup = max(1, int(setting(self.config, "warmup_steps", 1)))
+        schedule = self.tiger_settings.lr_scheduler
+        warmup = max(1, self.tiger_settings.warmup_steps)
         if schedule in ("rsqrt", "cosine"):
             factor = self._rsqrt_factor if schedule == "rsqrt" else self._cosine_factor
             self.lr_scheduler = LambdaLR(optimizer, lambda step: factor(step + 1, warmup))
             # RecBole's epoch loop calls optimizer.step() once per batch: schedule on that.
             optimizer.register_step_post_hook(lambda *_: self.lr_scheduler.step())
-        elif schedule == "constant":
+        else:  # constant (the settings admit nothing else)
             self.lr_scheduler = None
-        else:
-            raise ValueError(f"TIGER: lr_scheduler={schedule!r}, expected 'rsqrt', 'cosine' or 'constant'.")
         return optimizer
 
     @staticmethod
@@ -71,7 +70,7 @@ class TIGERTrainer(Trainer):
     # ------------------------------------------------------------------ cold-start evaluation
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         self._cold_start = ColdStartMetrics(eval_data._dataset.item_train_count, self.config["topk"]) \
-            if self.cold_start_eval else None
+            if self.tiger_settings.cold_start_eval else None
         result = super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
                                   show_progress=show_progress)
         if self._cold_start is not None and result is not None:
@@ -99,3 +98,9 @@ class TIGERTrainer(Trainer):
         if self._cold_start is not None and self.config["eval_type"] == EvaluatorType.RANKING:
             self._cold_start.add(*out[1:])
         return out
+
+    # ------------------------------------------------------------------ beam vs exact
+    def beam_check(self, eval_data):
+        """After testing: how often beam search's top-K differs from the exact top-K on the first
+        ``beam_check_users`` users of ``eval_data`` (None when off)."""
+        return beam_vs_exact(self.model, eval_data, self.tiger_settings.beam_check_users)

@@ -53,8 +53,7 @@ class TimeBudgetMixin:
             name = [self.saved_model_file]
             torch.distributed.broadcast_object_list(name, src=0)
             self.saved_model_file = name[0]
-        budget = config["train_time_budget"]
-        self.time_budget_s = None if budget is None else float(budget) * 60.0
+        self.time_budget_s = self.run_settings.time_budget_s
         self.budget_exhausted = False
         self.epochs_done = 0
         self.train_seconds = 0.0  # time spent in _train_epoch only

@@ -13,7 +13,7 @@ Tensors (all built once, vectorised with numpy, rebuilt whenever the code table 
   item_leaf   [n_items]    leaf of every item (-1 for the padding item 0)
 
 Constrained decoding looks up ``child[l][node]`` for every beam: one gather, no Python walk.
-Memory is dominated by ``child``: sum_l N_l * K_l entries (Beauty, 4x256 codes: ~3.2M).
+Memory is dominated by ``child``: sum_l N_l * K_l entries.
 """
 from typing import List
 

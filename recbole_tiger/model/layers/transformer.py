@@ -28,7 +28,7 @@ class Attention(nn.Module):
     """Multi-head attention, inner width ``n_heads * d_head`` (not tied to ``d_model``).
 
     ``dropout`` is on the attention weights; with it SDPA on CPU falls back to its unfused
-    math path (~15% of a training step at paper size), hence a separate config key.
+    math path, hence a separate config key.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_head: int, dropout: float):

@@ -1,6 +1,6 @@
 """Where a model's hits come from, by how popular the target item was in training.
 
-    python -m recbole_tiger.evaluation.popularity saved/TIGER-….pth saved/SASRec-….pth [--results_dir=results]
+    python -m benchmarks.popularity saved/TIGER-….pth saved/SASRec-….pth [--results_dir=results]
 
 For each checkpoint, on the valid and the test split (full ranking, the checkpoint's own
 protocol): NDCG@10 over all users and within three target buckets by training interactions
@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
+from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
 
 COLUMNS = ["model", "split", "ndcg@10", "tail_ndcg@10", "middle_ndcg@10", "head_ndcg@10", "tail_share",
            "head_share", "median_count_target", "median_count_top10", "bucket_edges", "checkpoint", "commit",
@@ -61,7 +61,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from recbole_tiger.quick_start import load_data_and_model
-    from recbole_tiger.utils import get_trainer
+    from recbole_tiger.trainer import get_trainer
 
     rows, dataset_name, edges = [], None, None
     for checkpoint in args.checkpoints:
@@ -80,7 +80,7 @@ def main(argv=None):
             print(" | ".join(f"{k}={row[k]}" for k in COLUMNS[:10]), flush=True)
 
     write_table(os.path.join(args.results_dir, f"{dataset_name}-popularity"),
-                f"## {dataset_name}: hits by how popular the target was in training (`python -m recbole_tiger.evaluation.popularity <checkpoints>`)", COLUMNS, rows, KEY)
+                f"## {dataset_name}: hits by how popular the target was in training (`python -m benchmarks.popularity <checkpoints>`)", COLUMNS, rows, KEY)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Held-out queries: does the fine-tuned LM name the right item, and does a sentence-embedding
 nearest-neighbour search do better?
 
-    python -m recbole_tiger.llm.evaluate --model=saved/llm/amazon-beauty/model \\
+    python -m benchmarks.llm_eval --model=saved/llm/amazon-beauty/model \\
         --data_dir=saved/llm/amazon-beauty --max_queries=500
 
 ``predict_semantic_id`` queries: Recall@1/@10 of the asked-for item among the whole catalogue,
@@ -94,7 +94,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default=None, help="name for the results file; default from the artifact")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
+    from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
 
     model, tokenizer, catalogue = load_finetuned(args.model)
     with open(os.path.join(args.data_dir, "catalogue.json")) as f:

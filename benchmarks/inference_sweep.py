@@ -1,6 +1,6 @@
 """Choose an inference-time setting of a trained model on the valid split, then test the choice.
 
-    python -m recbole_tiger.evaluation.inference_sweep --model_file=saved/TIGER-….pth \\
+    python -m benchmarks.inference_sweep --model_file=saved/TIGER-….pth \\
         --key=popularity_penalty --values=0,0.1,0.2,0.3
 
 Settings that change how a trained TIGER ranks, not what it learned (``popularity_penalty``,
@@ -14,7 +14,7 @@ import os
 
 import yaml
 
-from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
+from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
 
 METRICS = ["recall@10", "ndcg@10", "mrr@10"]
 COLUMNS = (["checkpoint", "key", "value", "chosen"] + [f"valid_{m}" for m in METRICS]
@@ -23,12 +23,14 @@ KEY = ("checkpoint", "key", "value")
 
 
 def apply_setting(model, trainer, key, value):
-    """Set ``key`` for evaluation: on the model's typed settings, else the trainer's config."""
+    """Set ``key`` for evaluation: the protocol on the trainer, a ranking setting on the model."""
     if key == "eval_exclude_history":
         trainer.set_protocol("exclude_history" if value else "repeatable")
-    elif hasattr(getattr(model, "settings", None), key):
-        setattr(model.settings, key, value)
-        model.settings.check(model.max_seq_length)
+    elif hasattr(model, "set_ranking"):
+        try:
+            model.set_ranking(**{key: value})
+        except ValueError as err:
+            raise SystemExit(f"inference_sweep: {err}")
     else:
         raise SystemExit(f"inference_sweep: {key!r} is not an inference setting of {type(model).__name__}")
 
@@ -45,7 +47,7 @@ def main(argv=None):
     import time
 
     from recbole_tiger.quick_start import load_data_and_model
-    from recbole_tiger.utils import get_trainer
+    from recbole_tiger.trainer import get_trainer
 
     config, model, _, _, valid_data, test_data = load_data_and_model(args.model_file)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -69,7 +71,7 @@ def main(argv=None):
         row.pop("_score")
 
     write_table(os.path.join(args.results_dir, f"{config['dataset']}-inference-sweep"),
-                f"## {config['dataset']}: inference settings chosen on valid, the choice tested (`python -m recbole_tiger.evaluation.inference_sweep`)", COLUMNS, rows, KEY)
+                f"## {config['dataset']}: inference settings chosen on valid, the choice tested (`python -m benchmarks.inference_sweep`)", COLUMNS, rows, KEY)
 
 
 if __name__ == "__main__":

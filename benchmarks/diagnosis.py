@@ -1,7 +1,7 @@
 """One factor at a time: train model variants for a fixed budget and compare their
 validation curves (never the test split).
 
-    python -m recbole_tiger.evaluation.diagnosis --dataset=amazon-beauty --data_path=../shared/data/atomic \\
+    python -m benchmarks.diagnosis --dataset=amazon-beauty --data_path=../shared/data/atomic \\
         --budget=15 --jobs=2 base:config_files=properties/model/TIGER-cpu.yaml \\
         no-user:config_files=properties/model/TIGER-cpu.yaml,n_user_tokens=0
 
@@ -25,11 +25,12 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
+from benchmarks import child_env
 from recbole_tiger.atomic_io import open_atomic
-from recbole_tiger.evaluation.child_process import run_child_process, stop_children_on_sigterm
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_curves,
+from recbole_tiger.benchmark.child_process import run_child_process, stop_children_on_sigterm
+from recbole_tiger.benchmark.results_table import (git_commit, machine_description, markdown_grid, merge_curves,
                                                    merge_rows, read_rows, utc_date, write_csv)
-from recbole_tiger.evaluation.variants import parse_variant
+from benchmarks.variants import parse_variant
 
 KEY = ("variant", "budget_min", "seed")
 COLUMNS = ["variant", "overrides", "best_valid_ndcg@10", "best_valid_recall@10", "best_epoch", "last_valid_ndcg@10",
@@ -140,9 +141,9 @@ def curve_name(row):
 def run_in_child(spec, args, extra):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.json")
-        cmd = [sys.executable, "-m", "recbole_tiger.evaluation.diagnosis", "--child", f"--child_out={out}",
+        cmd = [sys.executable, "-m", "benchmarks.diagnosis", "--child", f"--child_out={out}",
                f"--dataset={args.dataset}", f"--budget={args.budget}", f"--seed={args.seed}", spec]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        env = child_env(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         run_child_process(cmd + extra, env=env)
         with open(out) as f:
             return json.load(f)

@@ -1,14 +1,7 @@
-"""How far constrained beam search is from exact ranking, for a trained TIGER checkpoint.
-
-    python -m recbole_tiger.evaluation.beam_check --model_file=saved/TIGER-....pth [--n_users=256] [--split=test]
-
-Loads the checkpoint with its own config and data split, scores the first ``n_users`` users
-of the split both ways (beam search with the checkpoint's beam_size; exact log-likelihood of
-every item ID) and prints, per K in ``topk``, the share of users whose top-K sets differ and
-the mean overlap. The benchmark reports the same figures for the runs it makes.
+"""How far constrained beam search is from exact ranking: after testing, a run compares TIGER's
+beam top-K with the exact top-K on ``beam_check_users`` test users (``benchmarks/beam_check.py``
+does the same for a saved checkpoint).
 """
-import argparse
-import json
 from logging import getLogger
 from time import time
 
@@ -30,12 +23,12 @@ def beam_exact_agreement(model, interaction, topk=(5, 10)) -> dict:
     item_seq = interaction[model.ITEM_SEQ]
     mode = model.settings.eval_mode
     try:
-        model.settings.eval_mode = "beam"
+        model.set_ranking(eval_mode="beam")
         beam = model.full_sort_predict(interaction)
-        model.settings.eval_mode = "exact"
+        model.set_ranking(eval_mode="exact")
         exact = model.full_sort_predict(interaction)
     finally:
-        model.settings.eval_mode = mode
+        model.set_ranking(eval_mode=mode)
     excluded = torch.zeros(beam.shape, dtype=torch.bool, device=beam.device)
     if model.settings.eval_exclude_history:
         excluded.scatter_(1, item_seq, True)
@@ -66,26 +59,3 @@ def beam_vs_exact(model, eval_data, n_users):
     getLogger().info(set_color("beam vs exact", "blue") + f" (beam_size {model.settings.beam_size}, "
                      f"{result['n_users']} test users): " + ", ".join(f"{k}: {v}" for k, v in result.items()))
     return result
-
-
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_file", required=True)
-    parser.add_argument("--n_users", type=int, default=256)
-    parser.add_argument("--split", choices=["valid", "test"], default="test")
-    args = parser.parse_args(argv)
-
-    from recbole_tiger.quick_start import load_data_and_model
-
-    config, model, _, _, valid_data, test_data = load_data_and_model(args.model_file)
-    result = beam_vs_exact(model, test_data if args.split == "test" else valid_data, args.n_users)
-    if result is None:
-        raise SystemExit(f"beam_check: {args.model_file} holds a {config['model']} model with "
-                         f"eval_mode={getattr(getattr(model, 'settings', None), 'eval_mode', None)}; needs TIGER with eval_mode beam.")
-    print(json.dumps({"model_file": args.model_file, "split": args.split, "beam_size": model.settings.beam_size, **result}))
-
-
-if __name__ == "__main__":
-    main()

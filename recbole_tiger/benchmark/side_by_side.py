@@ -15,8 +15,8 @@ import sys
 import tempfile
 
 from recbole_tiger.atomic_io import open_atomic, write_text_atomic
-from recbole_tiger.evaluation.child_process import run_child_process
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, merge_curves, merge_rows,
+from recbole_tiger.benchmark.child_process import run_child_process
+from recbole_tiger.benchmark.results_table import (git_commit, machine_description, merge_curves, merge_rows,
                                                    read_rows, utc_date, write_csv)
 from recbole_tiger.settings import setting
 from recbole_tiger.trainer.history_exclusion import PROTOCOLS
@@ -124,7 +124,7 @@ def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, pre
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
-        cmd = [sys.executable, "-m", "recbole_tiger.evaluation.benchmark", "--child", f"--model={model}",
+        cmd = [sys.executable, "-m", "recbole_tiger.benchmark.side_by_side", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
                f"--tiger_preset={preset or 'paper'}", f"--variant={variant}", "--protocols=" + ",".join(protocols)]
         if history_length:

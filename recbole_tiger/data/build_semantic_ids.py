@@ -1,7 +1,7 @@
 """Build or load a dataset's semantic-ID artifact and print its diagnostics.
 
-    python -m recbole_tiger.semantic_ids --dataset=amazon-beauty --data_path=/work/shared/data/atomic
-    python -m recbole_tiger.semantic_ids --dataset=ml-100k --sid_quantizer=rqvae --sid_collaborative_weight=0
+    python -m recbole_tiger.data.build_semantic_ids --dataset=amazon-beauty --data_path=<folder of prepared datasets>
+    python -m recbole_tiger.data.build_semantic_ids --dataset=ml-100k --sid_quantizer=rqvae --sid_collaborative_weight=0
 
 Any ``--key=value`` overrides the defaults of ``properties/overall.yaml`` and
 ``properties/model/TIGER.yaml`` (values parsed as YAML). With co-purchase features (the default,
@@ -19,11 +19,13 @@ from collections import defaultdict
 
 import yaml
 
-from recbole_tiger.settings import setting
-
-from recbole_tiger.semantic_ids.defaults import resolve_params
+from recbole_tiger.config import Config
+from recbole_tiger.data.dataset import create_dataset
 from recbole_tiger.semantic_ids.diagnostics import format_stats
 from recbole_tiger.semantic_ids.pipeline import load_artifact, load_or_build_artifact
+from recbole_tiger.semantic_ids.settings import SemanticIDSettings
+from recbole_tiger.settings import setting
+
 
 def parse_args(argv):
     args = {}
@@ -41,8 +43,6 @@ def parse_args(argv):
 def build_config(args):
     """TIGER's config for ``args['dataset']`` with the plugin's layered property files, exactly as
     a TIGER run reads it (``recbole_tiger.config.Config``); ``args`` override like ``config_dict``."""
-    from recbole_tiger.config import Config
-
     if "dataset" not in args:
         sys.exit("missing --dataset=NAME")
     saved_argv = sys.argv
@@ -94,10 +94,9 @@ def artifact_for(config):
     (``sid_collaborative_weight`` > 0) the IDs depend on the training split: RecBole builds the
     dataset (filters, split) and the artifact exactly as a TIGER run does. Text-only IDs need no
     RecBole dataset."""
-    if resolve_params(config)["sid_collaborative_weight"] <= 0:
-        return load_or_build_artifact(config, interaction_item_tokens(config))
-    from recbole_tiger.utils import create_dataset
-
+    settings = SemanticIDSettings.from_config(config)
+    if not settings.uses_collaborative:
+        return load_or_build_artifact(config, interaction_item_tokens(config), settings=settings)
     dataset = create_dataset(config)
     dataset.build()  # builds (or finds) the artifact, as TIGERDataset does in a run
     path = dataset.semantic_ids.artifact_path

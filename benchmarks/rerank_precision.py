@@ -2,7 +2,7 @@
 the untrained LM in float32 and in bfloat16 and writes the time per user and how closely the
 two rank the candidates to ``results/<dataset>-rerank-precision.{md,csv}``.
 
-    python -m recbole_tiger.rerank.precision_check --candidates=saved/rerank/amazon-beauty-TIGER.pt --n_users=40
+    python -m benchmarks.rerank_precision --candidates=saved/rerank/amazon-beauty-TIGER.pt --n_users=40
 """
 import argparse
 import time
@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--n_users", type=int, default=40, help="first valid users of the candidates file")
     parser.add_argument("--results_dir", default="results")
     args = parser.parse_args(argv)
-    from recbole_tiger.evaluation.results_table import git_commit, machine_description, utc_date, write_table
+    from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
 
     data = torch.load(args.candidates, map_location="cpu", weights_only=False)
     titles = candidate_file_titles(data)

@@ -1,6 +1,6 @@
 """Training throughput of model variants on one dataset: targets per second, time per epoch.
 
-    python -m recbole_tiger.evaluation.throughput --dataset=amazon-beauty --data_path=../shared/data/atomic \\
+    python -m benchmarks.throughput --dataset=amazon-beauty --data_path=../shared/data/atomic \\
         --steps=20 paper item-tokens:encoder_tokens=item cpu:config_files=properties/model/TIGER-cpu.yaml
 
 Each positional argument is a variant ``NAME[:key=value,key=value,...]`` of config overrides
@@ -20,9 +20,9 @@ from time import perf_counter
 import torch
 
 from recbole_tiger.atomic_io import write_text_atomic
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
+from recbole_tiger.benchmark.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
                                                    read_rows, utc_date, write_csv)
-from recbole_tiger.evaluation.variants import parse_variant
+from benchmarks.variants import parse_variant
 
 COLUMNS = ["variant", "overrides", "targets_per_s", "s_per_step", "targets_per_step", "epoch_min", "n_params",
            "threads", "steps", "commit", "date", "machine"]

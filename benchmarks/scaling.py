@@ -1,6 +1,6 @@
 """How ranking and the semantic-ID pre-stage cost grow with the catalogue: TIGER vs SASRec.
 
-    python -m recbole_tiger.evaluation.scaling --sizes=10000,100000,1000000 [--parts=decode,prestage]
+    python -m benchmarks.scaling --sizes=10000,100000,1000000 [--parts=decode,prestage]
 
 Everything is synthetic and made by this tool (no download): a catalogue of N items, users'
 sequences over it (popular items drawn more often), and 384-d "text embeddings" drawn around
@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
+from benchmarks import child_env
 from recbole_tiger.atomic_io import write_text_atomic
-from recbole_tiger.evaluation.child_process import run_child_process
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
+from recbole_tiger.benchmark.child_process import run_child_process
+from recbole_tiger.benchmark.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
                                                    read_rows, utc_date, write_csv)
 
 COLUMNS = ["part", "n_items", "model", "seconds_per_user", "users", "peak_mem_mb", "trie_build_s", "trie_mb",
@@ -159,12 +160,13 @@ def measure_prestage(path, quantizer, seed):
     peak memory is the quantiser's (the file is written by the parent)."""
     import torch
 
-    from recbole_tiger.semantic_ids.defaults import resolve_params
     from recbole_tiger.semantic_ids.pipeline import quantize
+    from recbole_tiger.semantic_ids.settings import SemanticIDSettings, yaml_defaults
 
     embeddings = np.load(path, mmap_mode="r")
     # the quantizer alone, on text embeddings (co-purchase vectors would only add columns)
-    params = resolve_params({"sid_quantizer": quantizer, "sid_collaborative_weight": 0.0, "sid_epochs": 5})
+    params = SemanticIDSettings.from_config(
+        {**yaml_defaults(), "sid_quantizer": quantizer, "sid_collaborative_weight": 0.0, "sid_epochs": 5})
     start = time.perf_counter()
     quantize(embeddings, params, torch.device("cpu"), seed)
     seconds = time.perf_counter() - start
@@ -178,9 +180,9 @@ def measure_prestage(path, quantizer, seed):
 def run_child(part, n_items, args, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rows.json")
-        cmd = [sys.executable, "-m", "recbole_tiger.evaluation.scaling", "--child", f"--parts={part}",
+        cmd = [sys.executable, "-m", "benchmarks.scaling", "--child", f"--parts={part}",
                f"--sizes={n_items}", f"--users={args.users}", f"--seed={args.seed}", f"--child_out={out}", *extra]
-        run_child_process(cmd)
+        run_child_process(cmd, env=child_env())
         with open(out) as f:
             return json.load(f)
 
@@ -205,7 +207,7 @@ def write_results(results_dir, new_rows):
     rows = merge_rows(read_rows(base + ".csv"), new_rows, KEY)
     rows.sort(key=lambda r: (r["part"], r["model"], int(r["n_items"])))
     write_csv(base + ".csv", rows)
-    lines = ["## Cost against catalogue size (synthetic catalogues; `python -m recbole_tiger.evaluation.scaling`)",
+    lines = ["## Cost against catalogue size (synthetic catalogues; `python -m benchmarks.scaling`)",
              "", "decode: per test user, RecBole's full-ranking path (a score row over all items, then top-10); "
              "prestage: semantic-ID quantisers on memory-mapped embeddings.", ""]
     lines += markdown_grid(COLUMNS, rows)

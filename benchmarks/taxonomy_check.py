@@ -1,7 +1,7 @@
 """Does TIGER learn what the item text gives it? Pop, SASRec and TIGER variants on the synthetic
 taxonomy catalogue (``recbole_tiger.data.synthetic``), for a fixed number of epochs each.
 
-    python -m recbole_tiger.evaluation.taxonomy_check --n_users=1000 --epochs=12 \\
+    python -m benchmarks.taxonomy_check --n_users=1000 --epochs=12 \\
         preset old-recipe:n_user_tokens=2000,train_targets=all,dropout_prob=0.1
 
 Positional arguments are TIGER variants ``NAME[:key=value,...]`` on top of
@@ -16,11 +16,11 @@ import os
 import tempfile
 
 from recbole_tiger.atomic_io import open_atomic
-from recbole_tiger.evaluation.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
+from recbole_tiger.benchmark.results_table import (git_commit, machine_description, markdown_grid, merge_rows,
                                                    read_rows, utc_date, write_csv)
 from recbole_tiger.config import PROPERTIES_DIR
 from recbole_tiger.data.synthetic import oracle_ndcg, write_taxonomy_dataset
-from recbole_tiger.evaluation.variants import parse_variant
+from benchmarks.variants import parse_variant
 
 COMMON = {
     "state": "WARNING", "show_progress": False, "user_inter_num_interval": "[0,inf)",
