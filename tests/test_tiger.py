@@ -589,7 +589,7 @@ def test_label_smoothing_spreads_epsilon_over_the_levels_own_codes(tiny):
         loss = smoothed.calculate_loss(rows)
         item_seq, seq_len = rows[plain.ITEM_SEQ], rows[plain.ITEM_SEQ_LEN]
         codes = plain.item_codes[rows[plain.POS_ITEM_ID]]
-        logp = plain.forward(item_seq, seq_len, rows[plain.USER_ID], codes).log_softmax(-1)   # [B, L, V]
+        logp = plain.forward(item_seq, seq_len, rows[plain.USER_ID], codes)[0].log_softmax(-1)   # [B, L, V]
     labels = codes + plain.level_offset
     nll = -logp.gather(-1, labels[..., None]).squeeze(-1)
     uniform = torch.stack([-logp[:, level, plain.level_mask[level] == 0].mean(-1) for level in range(plain.n_levels)], 1)

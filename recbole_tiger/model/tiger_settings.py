@@ -18,7 +18,7 @@ MODEL_YAML = "properties/model/TIGER.yaml"
 DEFINED_ELSEWHERE = {"topk": "properties/overall.yaml", "eval_exclude_history": "properties/overall.yaml"}
 # How a trained model ranks, not what it learned: the keys TIGER.set_ranking may change.
 RANKING_KEYS = ("eval_mode", "beam_size", "popularity_penalty", "eval_exclude_history", "tie_break",
-                "eval_output", "length_bucket_size")
+                "eval_output", "length_bucket_size", "fusion_weight")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,11 @@ class TIGERSettings:
     initializer_range: float
     item_id_embedding: bool
     tie_code_embeddings: bool
+    # the dense head (layers/dense_head.py)
+    dense_head: bool
+    dense_item_features: list
+    dense_temperature: float
+    dense_loss_weight: float
     # training
     train_targets: str
     label_smoothing: float
@@ -50,6 +55,7 @@ class TIGERSettings:
     eval_output: str
     tie_break: str
     popularity_penalty: float
+    fusion_weight: float
     topk: list
 
     @classmethod
@@ -95,6 +101,9 @@ class TIGERSettings:
         check_choice("TIGER", "encoder_tokens", self.encoder_tokens, ENCODER_TOKENS)
         check_choice("TIGER", "train_targets", self.train_targets, TRAIN_TARGETS)
         check_choice("TIGER", "backbone", self.backbone, BACKBONES)
+        if self.dense_temperature <= 0 or self.dense_loss_weight < 0 or self.fusion_weight < 0:
+            raise ValueError(f"TIGER: dense_temperature={self.dense_temperature} (> 0), dense_loss_weight="
+                             f"{self.dense_loss_weight}, fusion_weight={self.fusion_weight} (>= 0) out of range.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"TIGER: label_smoothing={self.label_smoothing}, expected 0 <= ε < 1.")
         if self.beam_size < self.max_topk:

@@ -44,9 +44,11 @@ def training_windows(interaction, *, stride, user_field, item_seq_field, item_se
 
 def window_logits(model, windows: Windows):
     """Per-level logits of every trained target of ``windows`` and their labels in code space:
-    logits [M, L, V_code] (level-masked), labels [M, L]. ``model`` is the TIGER (its encode,
-    decoder, length_buckets, teacher_forced_input and code_logits)."""
-    logits, labels = [], []
+    logits [M, L, V_code] (level-masked), labels [M, L]; and for the dense head each target's
+    encoder state (of the item before it: the causal encoder has seen items <= t) [M, D] and item
+    [M]. ``model`` is the TIGER (its encode, decoder, length_buckets, teacher_forced_input and
+    code_logits)."""
+    logits, labels, states, items = [], [], [], []
     u = int(model.settings.n_user_tokens > 0)
     for idx, n in model.length_buckets(windows.n_items):
         win = windows.items[idx, :n]                                          # [b, n] items
@@ -62,4 +64,6 @@ def window_logits(model, windows: Windows):
         h = model.decoder(x, memory, sees, memory_index=row)                  # [M, L, D]
         logits.append(model.code_logits(h) + model.level_mask)                # [M, L, V]
         labels.append(codes + model.level_offset)
-    return torch.cat(logits), torch.cat(labels)
+        states.append(memory[row, t + u])
+        items.append(target[row, t])
+    return torch.cat(logits), torch.cat(labels), torch.cat(states), torch.cat(items)

@@ -6,22 +6,20 @@ TIGER
 Reference:
     Shashank Rajput et al. "Recommender Systems with Generative Retrieval." in NeurIPS 2023.
 
-An encoder–decoder reads a user's history as a sequence of semantic-ID codes and generates the
-next item's semantic ID code by code. Ranking = beam search over IDs, constrained to IDs that
-exist (a prefix trie of every item of the dataset, including items never seen in training).
+An encoder–decoder reads a user's history as semantic-ID codes and generates the next item's ID
+code by code; ranking = beam search over the IDs that exist (a prefix trie of every item).
 
-Sequences (L = number of semantic-ID levels, N = MAX_ITEM_LIST_LENGTH):
+Sequences (L = semantic-ID levels, N = MAX_ITEM_LIST_LENGTH):
   encoder  [user token] + codes of the history items, oldest first   -> 1 + N*L tokens
-           (``encoder_tokens: item``: one token per item, the sum of its code embeddings
-           -> 1 + N tokens)
+           (``encoder_tokens: item``: one token per item, the sum of its code embeddings -> 1 + N)
   decoder  [BOS, c_1, ..., c_{L-1}] -> predicts [c_1, ..., c_L], causal
 
-Training targets: ``last`` (the paper) learns one target per RecBole training row; ``all``
-learns every next item of a user's window in one causal pass (``layers/window_training.py``).
-Positions are learned embeddings of "which history item, counted from the most recent" and
-"which ID level" instead of T5's relative bias over the flat sequence: the input has that 2-D
-structure, and attention stays bias-free for SDPA's fused kernels. ``backbone: t5`` swaps in
-``transformers``' T5Stack at the same sizes (``layers/t5_backbone.py``).
+Training targets: ``last`` (the paper) learns one target per RecBole training row; ``all`` every
+next item of a user's window in one causal pass (``layers/window_training.py``). Positions are
+learned embeddings of "which history item, from the most recent" and "which ID level" (attention
+stays bias-free for SDPA's fused kernels). ``backbone: t5`` swaps in transformers' T5Stack
+(``layers/t5_backbone.py``); ``dense_head: True`` adds a dense user vector fused into the
+ranking (``layers/dense_head.py``).
 """
 import logging
 
@@ -32,7 +30,7 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from recbole_tiger.model.layers import id_ranking, window_training
+from recbole_tiger.model.layers import dense_head, id_ranking, window_training
 from recbole_tiger.model.layers.code_loss import code_loss, level_mask
 from recbole_tiger.model.layers.history_encoding import (
     BOS, N_SPECIAL, PAD, EmbeddingTables, embed_codes, embed_items, length_buckets)
@@ -43,12 +41,8 @@ from recbole_tiger.model.tiger_settings import TIGERSettings
 
 
 class TIGER(SequentialRecommender):
-    r"""Generative retrieval over semantic IDs (see module docstring).
-
-    Needs the item-side tables of :class:`~recbole_tiger.data.dataset.TIGERDataset`
-    (``semantic_ids``, ``item_train_count``); ``semantic_ids=`` overrides the dataset's (tests).
-    ``settings`` is frozen; :meth:`set_ranking` changes how a trained model ranks.
-    """
+    r"""Generative retrieval over semantic IDs. Needs TIGERDataset's ``semantic_ids`` and ``item_train_count``
+    (``semantic_ids=`` overrides the dataset's); ``settings`` is frozen, :meth:`set_ranking` changes the ranking."""
 
     input_type = InputType.POINTWISE  # one (history, target) row at a time, no negatives
 
@@ -120,6 +114,9 @@ class TIGER(SequentialRecommender):
         # tokens' input embeddings, as T5 and GRID's TIGER tie them. No d_model**-0.5 rescaling
         # as in T5: that goes with T5's std-1 embeddings; ours start at initializer_range.
         self.code_head = None if s.tie_code_embeddings else nn.Linear(s.d_model, self.n_code_tokens, bias=False)
+        self.dense_head = dense_head.DenseHead(
+            d_model=s.d_model, n_items=self.n_items, features=s.dense_item_features, temperature=s.dense_temperature,
+            text_embeddings=semantic_ids.item_embeddings) if s.dense_head else None
 
         # parameters initialization
         for name, module in self.named_children():
@@ -193,11 +190,16 @@ class TIGER(SequentialRecommender):
         return self.encoder(x, mask), mask
 
     def forward(self, item_seq, item_seq_len, user_id, target_codes):
-        """Teacher forcing. target_codes [B, L] -> per-level logits [B, L, V_code] (other
-        levels' codes at -inf)."""
+        """Teacher forcing. target_codes [B, L] -> level-masked logits [B, L, V_code], encoder memory [B, S, D]"""
         memory, mask = self.encode(item_seq, item_seq_len, user_id)
         h = self.decoder(self.teacher_forced_input(target_codes), memory, mask)           # [B, L, D]
-        return self.code_logits(h) + self.level_mask
+        return self.code_logits(h) + self.level_mask, memory
+
+    def last_item_state(self, memory, item_seq_len):
+        """[B, D]: the encoder state of each history's most recent item (the dense head's input)."""
+        s = self.settings
+        per_item = self.n_levels if s.encoder_tokens == "code" else 1
+        return memory[torch.arange(len(memory), device=memory.device), int(s.n_user_tokens > 0) + item_seq_len * per_item - 1]
 
     def teacher_forced_input(self, target_codes):
         """Decoder input for teacher forcing: [BOS, c_1, ..., c_{L-1}] embedded with their
@@ -254,30 +256,42 @@ class TIGER(SequentialRecommender):
             windows = self.training_windows(interaction)
             if len(windows.items) == 0:  # no anchor row in this batch: a zero loss that still backprops
                 return self.code_weight().sum() * 0.0
-            logits, labels = window_training.window_logits(self, windows)             # [M, L, V], [M, L]
+            logits, labels, states, items = window_training.window_logits(self, windows)   # [M, L, V], [M, L]
         else:
             item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-            user = interaction[self.USER_ID]
-            target = self.item_codes[interaction[self.POS_ITEM_ID]]                   # [B, L]
-            rows, logits = [], []
+            user, items = interaction[self.USER_ID], interaction[self.POS_ITEM_ID]
+            target = self.item_codes[items]                                           # [B, L]
+            rows, logits, states = [], [], []
             for idx, n in self.length_buckets(seq_len):
                 rows.append(idx)
-                logits.append(self.forward(item_seq[idx, :n], seq_len[idx], user[idx], target[idx]))
-            logits, labels = torch.cat(logits), target[torch.cat(rows)] + self.level_offset   # labels in code space
-        return code_loss(logits, labels, level_mask=self.level_mask, label_smoothing=self.settings.label_smoothing)
+                bucket_logits, memory = self.forward(item_seq[idx, :n], seq_len[idx], user[idx], target[idx])
+                logits.append(bucket_logits)
+                states.append(self.last_item_state(memory, seq_len[idx]))
+            rows = torch.cat(rows)  # labels in code space
+            logits, labels, states, items = torch.cat(logits), target[rows] + self.level_offset, torch.cat(states), items[rows]
+        loss = code_loss(logits, labels, level_mask=self.level_mask, label_smoothing=self.settings.label_smoothing)
+        if self.dense_head is not None:
+            loss = loss + self.settings.dense_loss_weight * dense_head.dense_loss(self, states, items)
+        return loss
 
     def predict(self, interaction):
         """Exact log-likelihood of each (history, candidate item) row (sampled evaluation)."""
-        return id_ranking.predict_scores(self, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN],
-                                         interaction[self.USER_ID], interaction[self.ITEM_ID])
+        args = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
+        scores = id_ranking.predict_scores(self, *args, interaction[self.ITEM_ID])
+        return scores if self.dense_head is None else dense_head.fused_rows(self, *args, interaction[self.ITEM_ID], scores)
 
     def full_sort_predict(self, interaction):
-        """[B, n_items] scores: generated items by ID log-probability, all others -inf."""
-        return id_ranking.full_sort_scores(self, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN],
-                                           interaction[self.USER_ID])
+        """[B, n_items] scores: generated items by ID log-probability, all others -inf (with the
+        dense head: its log-softmax over every item, fused with the generated IDs' scores)."""
+        args = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
+        if self.dense_head is None:
+            return id_ranking.full_sort_scores(self, *args)
+        return dense_head.fused_full_sort(self, *args)
 
     def full_sort_topk(self, interaction, k):
         """The top-``k`` items per user, ranked as ``full_sort_predict`` ranks them, without its
         [B, n_items] matrix (``eval_output: topk``).  -> values [B, k] (-inf where fewer), item ids [B, k]"""
+        if self.dense_head is not None:  # the dense head scores every item anyway
+            return self.full_sort_predict(interaction).double().topk(k, dim=1)
         return id_ranking.full_sort_topk(self, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN],
                                          interaction[self.USER_ID], k)

@@ -1,0 +1,118 @@
+"""``dense_head: True``: TIGER's encoder also yields a dense user vector scored against every item.
+
+An item's dense vector is the sum of the features named in ``dense_item_features``:
+  codes  the sum of its semantic-ID code embeddings (TIGER's own token embeddings, shared)
+  id     an embedding of its own item id (what SASRec scores with)
+  text   a learned projection of its text embedding (the one its semantic ID was built from)
+The user vector is the encoder state of the most recent history item, projected. Scores are
+cosine similarities over a temperature, trained with full-softmax cross-entropy next to the ID
+loss (LIGER, Yang et al. 2024). At ranking time the dense log-softmax over every item is fused
+with the generative scores: ``dense + fusion_weight * generative``, where an item outside the
+beam gets its user's lowest beam score (weight 0 = the dense ranking alone).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import id_ranking
+from .history_encoding import N_SPECIAL, PAD
+
+FEATURES = ("codes", "id", "text")
+
+
+class DenseHead(nn.Module):
+    def __init__(self, *, d_model, n_items, features, temperature, text_embeddings=None):
+        super().__init__()
+        unknown = sorted(set(features) - set(FEATURES))
+        if unknown or not features:
+            raise ValueError(f"TIGER: dense_item_features={list(features)}, expected a non-empty subset of {FEATURES}.")
+        if "text" in features and text_embeddings is None:
+            raise ValueError("TIGER: dense_item_features has text, but the semantic-ID artifact has no item "
+                             "text embeddings; rebuild it or drop text.")
+        self.features = tuple(features)
+        self.temperature = float(temperature)
+        self.user_proj = nn.Linear(d_model, d_model)
+        self.id_embedding = nn.Embedding(n_items, d_model, padding_idx=0) if "id" in features else None
+        self.text_proj = None
+        if "text" in features:
+            # rebuilt from the artifact with the model, so checkpoints do not carry it
+            self.register_buffer("text_embeddings", text_embeddings.float().clone(), persistent=False)  # [n_items, d_t]
+            self.text_proj = nn.Linear(text_embeddings.shape[1], d_model, bias=False)
+
+    def item_vectors(self, token_embedding, item_codes, level_offset):
+        """[n_items, D] unit item vectors (row 0, padding, is never a target)."""
+        parts = []
+        if "codes" in self.features:
+            tokens = torch.where(item_codes >= 0, item_codes + level_offset + N_SPECIAL, PAD)   # [n_items, L]
+            parts.append(token_embedding(tokens).sum(1))
+        if self.id_embedding is not None:
+            parts.append(self.id_embedding.weight)
+        if self.text_proj is not None:
+            parts.append(self.text_proj(self.text_embeddings))
+        return F.normalize(torch.stack(parts).sum(0), dim=-1)
+
+    def logits(self, states, items):
+        """states [B, D] (encoder states), items [n_items, D] unit vectors -> [B, n_items] cosine / temperature"""
+        users = F.normalize(self.user_proj(states), dim=-1)
+        return users @ items.T / self.temperature
+
+    def loss(self, logits, target_items):
+        """Full-softmax cross-entropy of the target items.  logits [B, n_items], target_items [B]"""
+        logits = logits.float().clone()
+        logits[:, 0] = float("-inf")                                              # the padding item
+        return F.cross_entropy(logits, target_items)
+
+
+def fuse(generative, dense_logp, weight):
+    """``dense_logp + weight * generative`` per item; an item the beam did not generate (-inf)
+    gets its user's lowest generated score.  generative, dense_logp [B, n_items] -> [B, n_items]"""
+    if weight == 0.0:
+        return dense_logp
+    finite = torch.isfinite(generative)
+    floor = torch.where(finite, generative, float("inf")).amin(1, keepdim=True)          # [B, 1]
+    floor = torch.where(torch.isfinite(floor), floor, 0.0)                                # no beam at all
+    return dense_logp + weight * torch.where(finite, generative, floor)
+
+
+# ---------------------------------------------------------------------- TIGER's use of the head
+def item_logits(model, states):
+    """states [B, D] -> [B, n_items] dense scores of every item (``model`` is the TIGER)."""
+    head = model.dense_head
+    return head.logits(states, head.item_vectors(model.token_embedding, model.item_codes, model.level_offset))
+
+
+def dense_loss(model, states, target_items):
+    return model.dense_head.loss(item_logits(model, states), target_items)
+
+
+@torch.no_grad()
+def log_probs(model, item_seq, item_seq_len, user):
+    """[B, n_items] the dense log-softmax over every item (padding item -inf)."""
+    states = None
+    for idx, n in model.length_buckets(item_seq_len):
+        memory, _ = model.encode(item_seq[idx, :n], item_seq_len[idx], user[idx])
+        state = model.last_item_state(memory, item_seq_len[idx])                    # [b, D]
+        if states is None:
+            states = state.new_empty(len(item_seq), state.shape[1])
+        states[idx] = state
+    logits = item_logits(model, states).float()
+    logits[:, 0] = float("-inf")
+    return logits.log_softmax(-1)
+
+
+@torch.no_grad()
+def fused_full_sort(model, item_seq, item_seq_len, user):
+    """[B, n_items]: dense log-softmax + fusion_weight x the beam's (or exact) ID scores."""
+    weight = model.settings.fusion_weight
+    dense = log_probs(model, item_seq, item_seq_len, user)
+    if weight == 0.0:
+        return dense
+    return fuse(id_ranking.full_sort_scores(model, item_seq, item_seq_len, user), dense, weight)
+
+
+@torch.no_grad()
+def fused_rows(model, item_seq, item_seq_len, user, item, generative):
+    """Sampled evaluation: each (history, candidate) row's dense log-prob + fusion_weight x its
+    exact ID log-likelihood ``generative`` [R]."""
+    dense = log_probs(model, item_seq, item_seq_len, user).gather(1, item[:, None])[:, 0]
+    return dense + model.settings.fusion_weight * generative

@@ -1,0 +1,61 @@
+"""TIGER's dense head (dense_head: True): training, fused ranking, its switches."""
+import math
+
+import pytest
+import torch
+
+from recbole_tiger.model.layers.dense_head import DenseHead, fuse
+from recbole_tiger.quick_start import load_data_and_model, run_recbole_tiger
+
+TINY = {"sid_quantizer": "rqkmeans", "sid_n_levels": 2, "sid_codebook_size": 4, "d_model": 32, "n_heads": 2,
+        "d_head": 16, "d_ff": 64, "n_encoder_layers": 1, "n_decoder_layers": 1, "warmup_steps": 2,
+        "beam_size": 10, "beam_check_users": 0, "epochs": 2, "eval_step": 1}
+
+
+def test_fuse_puts_items_outside_the_beam_at_the_users_lowest_beam_score():
+    inf = float("-inf")
+    generative = torch.tensor([[inf, -1.0, -3.0, inf], [inf, inf, inf, inf]])
+    dense = torch.tensor([[inf, -2.0, -1.0, -0.5], [inf, -1.0, -2.0, -3.0]])
+    assert torch.equal(fuse(generative, dense, 0.0), dense)
+    fused = fuse(generative, dense, 1.0)
+    assert fused[0].tolist() == [inf, -3.0, -4.0, -3.5]         # item 3 (no beam) at the floor -3
+    assert torch.equal(fused[1], dense[1])                        # no beam at all: the dense order
+    assert fuse(generative, dense, 2.0)[0, 1] > fuse(generative, dense, 2.0)[0, 2]
+
+
+def test_item_vectors_are_unit_and_features_are_checked():
+    head = DenseHead(d_model=8, n_items=5, features=["codes", "id"], temperature=0.1)
+    emb = torch.nn.Embedding(12, 8)
+    codes = torch.tensor([[-1, -1], [0, 1], [1, 0], [2, 3], [3, 3]])
+    items = head.item_vectors(emb, codes, torch.tensor([0, 4]))
+    assert torch.allclose(items[1:].norm(dim=-1), torch.ones(4))
+    with pytest.raises(ValueError, match="dense_item_features"):
+        DenseHead(d_model=8, n_items=5, features=["pixels"], temperature=0.1)
+    with pytest.raises(ValueError, match="text embeddings"):
+        DenseHead(d_model=8, n_items=5, features=["text"], temperature=0.1)
+
+
+@pytest.mark.parametrize("layout", [{}, {"encoder_tokens": "item", "train_targets": "all"},
+                                    {"encoder_tokens": "code", "n_user_tokens": 4, "dense_item_features": ["codes", "text"]}])
+def test_hybrid_trains_ranks_and_reloads(tiny_config, layout):
+    result = run_recbole_tiger("TIGER", config_dict={**tiny_config, **TINY, "dense_head": True, **layout})
+    assert all(math.isfinite(row["train_loss"]) for row in result["valid_curve"])
+    config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
+    assert any(k.startswith("dense_head.") for k in model.state_dict())
+    batch = next(iter(test_data))[0]
+    model.eval()
+    fused = model.full_sort_predict(batch)
+    assert torch.isfinite(fused[:, 1:]).all() and torch.isneginf(fused[:, 0]).all()   # every item ranked
+    # weight 0: exactly the dense head's ranking; the top-K output ranks as the dense matrix does
+    model.set_ranking(fusion_weight=0.0)
+    dense = model.full_sort_predict(batch)
+    assert not torch.equal(dense, fused)
+    assert torch.equal(model.full_sort_topk(batch, 10)[1], dense.double().topk(10, dim=1).indices)
+    with pytest.raises(ValueError, match="fusion_weight"):
+        model.set_ranking(fusion_weight=-1.0)
+
+
+def test_dense_head_off_adds_no_parameters(tiny_config):
+    result = run_recbole_tiger("TIGER", config_dict={**tiny_config, **TINY, "epochs": 1})
+    _, model, _, _, _, _ = load_data_and_model(result["saved_model_file"])
+    assert model.dense_head is None and not any("dense" in k for k in model.state_dict())
