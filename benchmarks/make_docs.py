@@ -69,6 +69,7 @@ BENCHMARK_TOOL = ("side-by-side benchmark: every model on one split under one ti
 # last one of the csv whose columns equal every value given (protocol: RecBole's default).
 _DEFAULT_ROWS = (
     ("SASRec", {"model": "SASRec", "variant": ""}),
+    ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
     ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": ""}),
     ("BERT4Rec", {"model": "BERT4Rec", "variant": ""}),
@@ -76,6 +77,8 @@ _DEFAULT_ROWS = (
 HEADLINES = (
     ("amazon-beauty", "Amazon Beauty", (
         ("SASRec", {"model": "SASRec", "variant": "", "seed": "2020"}),
+        ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid",
+                                                                      "seed": "2020"}),
         ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": "preset-copurchase-0.3", "seed": "2020"}),
         ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": "paper-preset"}),
         ("BERT4Rec", {"model": "BERT4Rec", "variant": "", "seed": "2020"}),

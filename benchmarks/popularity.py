@@ -23,6 +23,11 @@ COLUMNS = ["model", "split", "ndcg@10", "tail_ndcg@10", "middle_ndcg@10", "head_
 KEY = ("checkpoint", "split")
 
 
+def model_label(config):
+    """The model's name, and "+ dense head" for TIGER with ``dense_head: True``."""
+    return config["model"] + (" + dense head" if config["dense_head"] else "")
+
+
 @torch.no_grad()
 def ranked(trainer, eval_data):
     """(top-10 item ids [U, 10], target item ids [U]) of every user of ``eval_data``."""
@@ -74,7 +79,7 @@ def main(argv=None):
             valid_counts = counts[per_split["valid"][1]].float()
             edges = torch.quantile(valid_counts, torch.tensor([1 / 3, 2 / 3])).round()
         for split, (top, target) in per_split.items():
-            row = bucket_rows(config["model"], split, top, target, counts, edges)
+            row = bucket_rows(model_label(config), split, top, target, counts, edges)
             rows.append({**row, "checkpoint": checkpoint, "commit": git_commit(), "date": utc_date(),
                          "machine": machine_description(config["device"])})
             print(" | ".join(f"{k}={row[k]}" for k in COLUMNS[:10]), flush=True)

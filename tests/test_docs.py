@@ -195,7 +195,7 @@ def _matches(shown, value):
 
 def test_every_headline_number_is_in_its_results_csv():
     tables = headline_tables()
-    assert "amazon-beauty" in tables and len(tables["amazon-beauty"]) == 4
+    assert "amazon-beauty" in tables and len(tables["amazon-beauty"]) == len(make_docs.HEADLINES[0][2])
     for name, rows in tables.items():
         with open(os.path.join(REPO_ROOT, "results", name + ".csv"), newline="", encoding="utf-8") as f:
             csv_rows = list(csv.DictReader(f))
