@@ -8,7 +8,8 @@ from conftest import REPO_ROOT
 
 # floor of each part, lowest first; a module may import its own floor's modules or lower ones
 FLOORS = [
-    ["recbole_tiger", "recbole_tiger.compat", "recbole_tiger.atomic_io", "recbole_tiger.settings"],
+    ["recbole_tiger", "recbole_tiger.compat", "recbole_tiger.atomic_io", "recbole_tiger.settings",
+     "recbole_tiger.precision"],
     ["recbole_tiger.utils", "recbole_tiger.config"],
     ["recbole_tiger.semantic_ids"],
     ["recbole_tiger.data"],

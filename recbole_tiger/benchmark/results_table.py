@@ -33,7 +33,15 @@ def machine_description(device):
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {device}"
+    # where bf16 arithmetic is native: precision: auto and every bf16 timing depend on it
+    from recbole_tiger.precision import hardware_bf16
+
+    where = str(device)
+    if where.startswith("cuda"):
+        import torch
+
+        where = f"{where} ({torch.cuda.get_device_name(torch.device(where))})"
+    return f"{os.cpu_count()} cores ({cpu}{', bf16' if hardware_bf16('cpu') else ', no bf16'}), {where}"
 
 
 def utc_date():

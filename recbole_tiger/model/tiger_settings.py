@@ -4,6 +4,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
+from recbole_tiger.precision import CHOICES as PRECISIONS
 from recbole_tiger.settings import check_choice, lookup, read_settings, typed
 
 EVAL_MODES = ("beam", "exact")
@@ -47,6 +48,7 @@ class TIGERSettings:
     train_targets: str
     label_smoothing: float
     sequence_stride: Optional[int]       # the yaml's ``~`` (MAX_ITEM_LIST_LENGTH // 2) is resolved by from_config
+    precision: str                       # auto | float32 | bfloat16 (recbole_tiger/precision.py), training and ranking
     # ranking
     beam_size: int
     length_bucket_size: int
@@ -101,6 +103,7 @@ class TIGERSettings:
         check_choice("TIGER", "encoder_tokens", self.encoder_tokens, ENCODER_TOKENS)
         check_choice("TIGER", "train_targets", self.train_targets, TRAIN_TARGETS)
         check_choice("TIGER", "backbone", self.backbone, BACKBONES)
+        check_choice("TIGER", "precision", self.precision, PRECISIONS)
         if self.dense_temperature <= 0 or self.dense_loss_weight < 0 or self.fusion_weight < 0:
             raise ValueError(f"TIGER: dense_temperature={self.dense_temperature} (> 0), dense_loss_weight="
                              f"{self.dense_loss_weight}, fusion_weight={self.fusion_weight} (>= 0) out of range.")

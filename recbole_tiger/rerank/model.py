@@ -4,28 +4,17 @@ of item feature vectors into its embedding space (VIP5's visual tokens).
 Training and scoring tokenise the same three parts separately (shared history text, the
 candidate's prompt, the answer), so a candidate scores exactly as it trained.
 """
-import contextlib
 
 import numpy as np
 import torch
 from torch import nn
 
 from recbole_tiger.llm.finetune import collate
+from recbole_tiger.precision import RESOLVED, autocast, resolve_precision  # noqa: F401  (re-exported)
 from recbole_tiger.rerank.prompts import FEATURE_TOKEN, NO, YES
 
 
-PRECISIONS = ("float32", "bfloat16")
-
-
-def resolve_precision(precision, device=None):
-    """``auto`` -> bfloat16 where the hardware does bf16 arithmetic (a CUDA GPU that supports it,
-    a CPU with AVX512-BF16 or AMX), else float32 (bf16 emulated on other CPUs is slower)."""
-    if precision != "auto":
-        return precision
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+PRECISIONS = RESOLVED  # a Reranker is built with a resolved precision (resolve_precision)
 
 
 class Reranker(nn.Module):
@@ -62,9 +51,7 @@ class Reranker(nn.Module):
         return next(self.parameters()).device
 
     def autocast(self):
-        if self.precision == "float32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return autocast(self.precision, self.device.type)
 
     def embed(self, input_ids, items):
         """Token embeddings with each row's feature token replaced by its item's projected vector.

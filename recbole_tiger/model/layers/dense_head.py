@@ -76,9 +76,12 @@ def fuse(generative, dense_logp, weight):
 
 # ---------------------------------------------------------------------- TIGER's use of the head
 def item_logits(model, states):
-    """states [B, D] -> [B, n_items] dense scores of every item (``model`` is the TIGER)."""
+    """states [B, D] -> [B, n_items] float32 dense scores of every item (``model`` is the TIGER;
+    an output head, so outside bf16 autocast like its code logits)."""
     head = model.dense_head
-    return head.logits(states, head.item_vectors(model.token_embedding, model.item_codes, model.level_offset))
+    with torch.autocast(states.device.type, enabled=False):
+        items = head.item_vectors(model.token_embedding, model.item_codes, model.level_offset)
+        return head.logits(states.float(), items)
 
 
 def dense_loss(model, states, target_items):

@@ -38,6 +38,7 @@ from recbole_tiger.model.layers.popularity_prior import PopularityPrior
 from recbole_tiger.model.layers.prefix_trie import PrefixTrie
 from recbole_tiger.model.layers.transformer import Decoder, Encoder
 from recbole_tiger.model.tiger_settings import TIGERSettings
+from recbole_tiger.precision import autocast, resolve_precision
 
 
 class TIGER(SequentialRecommender):
@@ -88,6 +89,9 @@ class TIGER(SequentialRecommender):
         self.trie = PrefixTrie(self.item_codes, self.codebook_sizes)
         self.register_load_state_dict_post_hook(TIGER._rebuild_trie_after_load)
         self._popularity_prior = None  # built on first use (layers/popularity_prior.py)
+        self._precision = {}  # device type -> the resolved ``precision`` (auto depends on the device)
+        self.logger.info(f"TIGER precision: {s.precision} -> {self.resolved_precision(config['device'])} "
+                         f"on {torch.device(config['device']).type}")
 
         # define layers
         vocab_size = N_SPECIAL + self.n_code_tokens + s.n_user_tokens
@@ -146,6 +150,20 @@ class TIGER(SequentialRecommender):
         self.settings = settings
         self._popularity_prior = None
         return previous
+
+    # ------------------------------------------------------------------ precision
+    def resolved_precision(self, device=None):
+        """float32 or bfloat16: ``precision`` resolved for ``device`` (default: where the model is)."""
+        device = torch.device(device if device is not None else self.item_codes.device)
+        if device.type not in self._precision:
+            self._precision[device.type] = resolve_precision(self.settings.precision, device)
+        return self._precision[device.type]
+
+    def autocast(self):
+        """``precision: bfloat16``: the transformer runs under bf16 autocast (weights, optimizer
+        state and losses stay float32); the output scores are float32 (``code_logits``,
+        ``level_log_probs``, the dense head), so rankings keep float32's resolution."""
+        return autocast(self.resolved_precision(), self.item_codes.device.type)
 
     # ------------------------------------------------------------------ checkpoints
     def get_extra_state(self):
@@ -212,7 +230,8 @@ class TIGER(SequentialRecommender):
         """h [..., D] -> log-probs over level ``level``'s codes [..., K_level]"""
         start = int(self.level_offset[level])
         weight = self.code_weight()[start : start + self.codebook_sizes[level]]
-        return F.log_softmax(h @ weight.T, dim=-1)
+        with torch.autocast(h.device.type, enabled=False):
+            return F.log_softmax(h.float() @ weight.T, dim=-1)
 
     def code_weight(self):
         """[V_code, D] output weights of the code tokens (tied: their input embeddings)."""
@@ -221,8 +240,9 @@ class TIGER(SequentialRecommender):
         return self.code_head.weight
 
     def code_logits(self, h):
-        """h [..., D] -> logits over all code tokens [..., V_code]"""
-        return h @ self.code_weight().T
+        """h [..., D] -> float32 logits over all code tokens [..., V_code]"""
+        with torch.autocast(h.device.type, enabled=False):
+            return h.float() @ self.code_weight().T
 
     def length_buckets(self, item_seq_len):
         """[(row indices, longest history), ...] of ``length_bucket_size`` rows of similar length."""
@@ -252,6 +272,10 @@ class TIGER(SequentialRecommender):
         return len(interaction)
 
     def calculate_loss(self, interaction):
+        with self.autocast():
+            return self._loss(interaction)
+
+    def _loss(self, interaction):
         if self.settings.train_targets == "all":
             windows = self.training_windows(interaction)
             if len(windows.items) == 0:  # no anchor row in this batch: a zero loss that still backprops
@@ -277,21 +301,24 @@ class TIGER(SequentialRecommender):
     def predict(self, interaction):
         """Exact log-likelihood of each (history, candidate item) row (sampled evaluation)."""
         args = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
-        scores = id_ranking.predict_scores(self, *args, interaction[self.ITEM_ID])
-        return scores if self.dense_head is None else dense_head.fused_rows(self, *args, interaction[self.ITEM_ID], scores)
+        with self.autocast():
+            scores = id_ranking.predict_scores(self, *args, interaction[self.ITEM_ID])
+            return scores if self.dense_head is None else dense_head.fused_rows(self, *args, interaction[self.ITEM_ID], scores)
 
     def full_sort_predict(self, interaction):
         """[B, n_items] scores: generated items by ID log-probability, all others -inf (with the
         dense head: its log-softmax over every item, fused with the generated IDs' scores)."""
         args = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
-        if self.dense_head is None:
-            return id_ranking.full_sort_scores(self, *args)
-        return dense_head.fused_full_sort(self, *args)
+        with self.autocast():
+            if self.dense_head is None:
+                return id_ranking.full_sort_scores(self, *args)
+            return dense_head.fused_full_sort(self, *args)
 
     def full_sort_topk(self, interaction, k):
         """The top-``k`` items per user, ranked as ``full_sort_predict`` ranks them, without its
         [B, n_items] matrix (``eval_output: topk``).  -> values [B, k] (-inf where fewer), item ids [B, k]"""
         if self.dense_head is not None:  # the dense head scores every item anyway
             return self.full_sort_predict(interaction).double().topk(k, dim=1)
-        return id_ranking.full_sort_topk(self, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN],
-                                         interaction[self.USER_ID], k)
+        with self.autocast():
+            return id_ranking.full_sort_topk(self, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN],
+                                             interaction[self.USER_ID], k)
