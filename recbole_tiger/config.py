@@ -22,10 +22,12 @@ from recbole_tiger.utils import get_model
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
 
 
-def property_files(model, dataset):
-    """The plugin's yaml layers for (model, dataset), lowest precedence first."""
+def property_files(model, dataset, base=None):
+    """The plugin's yaml layers for (model, dataset), lowest precedence first; ``base``: the model
+    whose property file a model builds on (its class's ``base_properties``), loaded before its own."""
     return [
         os.path.join(PROPERTIES_DIR, "overall.yaml"),
+        *([os.path.join(PROPERTIES_DIR, "model", f"{base}.yaml")] if base else []),
         os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
         os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
     ]
@@ -66,13 +68,14 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        overall, model_file, dataset_file = property_files(model, dataset)
+        files = property_files(model, dataset, getattr(model_class, "base_properties", None))
+        overall, dataset_file = files[0], files[-1]
         if not os.path.isfile(overall):
             raise FileNotFoundError(
                 f"recbole_tiger property files not found at {PROPERTIES_DIR}: the installation is "
                 "incomplete; reinstall the plugin (`pip install .` or `pip install -e .` in its source tree)"
             )
-        for file in (overall, model_file, dataset_file):
+        for file in files:
             if os.path.isfile(file):
                 loaded = self._update_internal_config_dict(file) or {}
                 if file == dataset_file:

@@ -18,7 +18,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_tiger.compat import load_checkpoint
 from recbole_tiger.config import Config
 from recbole_tiger.data import dataset_not_found_message, ensure_dataset
-from recbole_tiger.data.dataset import create_dataset
+from recbole_tiger.data.dataset import attach_training_counts, create_dataset
 from recbole_tiger.trainer import get_trainer
 from recbole_tiger.utils import get_model
 
@@ -30,7 +30,9 @@ def prepare_data(config):
     if not os.path.isfile(os.path.join(config["data_path"], f"{name}.inter")):
         raise FileNotFoundError(dataset_not_found_message(name, data_root))
     dataset = create_dataset(config)
-    return dataset, *data_preparation(config, dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    attach_training_counts(train_data._dataset, valid_data._dataset, test_data._dataset)
+    return dataset, train_data, valid_data, test_data
 
 
 def build_model(config, train_data):

@@ -22,6 +22,8 @@ from recbole_tiger.settings import setting
 from recbole_tiger.trainer.history_exclusion import PROTOCOLS
 
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
+# over the test targets that are cold items (trainer/cold_start.py); absent where a split has none
+COLD_METRICS = ["cold_recall@10", "cold_ndcg@10", "cold_targets"]
 KEY = ("model", "preset", "variant", "seed", "budget_min", "protocol")
 DEFAULT_PROTOCOL = "repeatable"  # rows written before the protocol column had only this one
 # TIGER's property file per preset; "auto" = cpu preset unless CUDA is available.
@@ -72,8 +74,14 @@ def default_history_length(dataset):
         sys.argv = saved_argv
 
 
+def table_name(dataset, cold_item_ratio=0.0):
+    """results/<name>.csv of a benchmark: the cold-start protocol changes the data, so its runs
+    make a table of their own."""
+    return f"{dataset}-cold-start" if cold_item_ratio else dataset
+
+
 def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides="",
-            history_length=None, protocols=(DEFAULT_PROTOCOL,)):
+            history_length=None, protocols=(DEFAULT_PROTOCOL,), cold_item_ratio=0.0):
     """Train/evaluate one model in this process; one result row (a flat dict) per test protocol.
     The model is trained and chosen on valid under the first protocol."""
     from recbole_tiger.quick_start import run_recbole_tiger
@@ -81,15 +89,16 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
     commit = git_commit()  # the code that trains is the code at the start; HEAD may move during a long run
     config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False,
                    "MAX_ITEM_LIST_LENGTH": history_length or default_history_length(dataset),
-                   "eval_exclude_history": protocols[0] == "exclude_history"}
+                   "eval_exclude_history": protocols[0] == "exclude_history", "cold_item_ratio": cold_item_ratio}
     result = run_recbole_tiger(model=model, dataset=dataset, config_file_list=config_files or None,
                                config_dict=config_dict, test_protocols=protocols)
     config = result["config"]
     row = {
         "model": model, "preset": preset, "variant": variant, "seed": seed, "budget_min": budget_min, "dataset": dataset,
         "protocol": result["protocol"], "selected_under": result["protocol"],
-        **{f"test_{m}": result["test_result"].get(m) for m in METRICS},
+        **{f"test_{m}": result["test_result"].get(m) for m in METRICS + COLD_METRICS},
         **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
+        "cold_item_ratio": cold_item_ratio, "cold_item_seed": config["cold_item_seed"],
         "epochs": result["epochs"],
         "stopped_by": "budget" if result["budget_exhausted"] else "early stopping / epochs",
         "train_wall_s": round(result["fit_seconds"], 1),
@@ -116,17 +125,18 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
 
 def protocol_row(row, protocol, test_result):
     """``row`` (one trained checkpoint) with the test metrics of another evaluation protocol."""
-    return {**row, "protocol": protocol, **{f"test_{m}": test_result.get(m) for m in METRICS}}
+    return {**row, "protocol": protocol, **{f"test_{m}": test_result.get(m) for m in METRICS + COLD_METRICS}}
 
 
 def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset="", variant="",
-                 history_length=None, protocols=(DEFAULT_PROTOCOL,)):
+                 history_length=None, protocols=(DEFAULT_PROTOCOL,), cold_item_ratio=0.0):
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
         cmd = [sys.executable, "-m", "recbole_tiger.benchmark.side_by_side", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
-               f"--tiger_preset={preset or 'paper'}", f"--variant={variant}", "--protocols=" + ",".join(protocols)]
+               f"--tiger_preset={preset or 'paper'}", f"--variant={variant}", "--protocols=" + ",".join(protocols),
+               f"--cold_item_ratio={cold_item_ratio}"]
         if history_length:
             cmd.append(f"--history_length={history_length}")
         if config_files:
@@ -153,14 +163,16 @@ def markdown_table(rows, dataset):
         label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "") + (
             f" [{r['variant']}]" if r.get("variant") else "")
         groups.setdefault((label, str(r["budget_min"]), r.get("protocol") or DEFAULT_PROTOCOL), []).append(r)
-    head = ["model", "budget (min)", "protocol", "seeds"] + [f"test {m}" for m in METRICS] + [
+    cold = [m for m in COLD_METRICS if any(r.get(f"test_{m}") not in (None, "") for r in rows)]
+    head = ["model", "budget (min)", "protocol", "seeds"] + [f"test {m}" for m in METRICS + cold] + [
         "valid ndcg@10", "beam ≠ exact top-10 (users)", "epochs", "train wall (s)", "eval wall (s)", "peak mem (MB)", "params", "loss",
         "hyper-parameters", "commit", "date", "machine"]
     lines = [f"## Measured on {dataset} (test split unless marked valid)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (model, budget, protocol), group in groups.items():
         last = group[-1]
-        cells = [model, budget, protocol, str(len(group))] + [_mean_std(r[f"test_{m}"] for r in group) for m in METRICS] + [
+        cells = [model, budget, protocol, str(len(group))] + [_mean_std(r.get(f"test_{m}") for r in group)
+                                                               for m in METRICS + cold] + [
             _mean_std(r["valid_ndcg@10"] for r in group),
             "/".join(f"{float(r['beam_differ@10']):.3f} ({r['beam_n_users']})" for r in group
                      if r.get("beam_differ@10") not in (None, "")) or "n/a",
@@ -177,6 +189,11 @@ def markdown_table(rows, dataset):
                   "repeatable = RecBole's default (a user's history items are ranked like any other item); "
                   "exclude_history = they are never ranked (eval_exclude_history). Every model is chosen on valid "
                   "under the repeatable protocol unless its row says otherwise (selected_under in the csv)."]
+    ratios = sorted({str(r.get("cold_item_ratio")) for r in rows if r.get("cold_item_ratio") not in (None, "", "0", "0.0")})
+    if ratios:
+        lines[1:1] = ["", f"Cold-start protocol (cold_item_ratio {', '.join(ratios)}): that fraction of the distinct "
+                      "test items is removed from every training and validation sequence; test cold_* metrics average "
+                      "over the test targets that are such items (cold_targets of them)."]
     if dataset != REFERENCE_DATASET:
         return "\n".join(lines) + "\n"
     lines += ["", "## Reference only: published numbers, not measured here", "",
@@ -216,29 +233,29 @@ def plot_curves(curves, png_path, dataset):
     plt.close(fig)
 
 
-def write_results(results_dir, dataset, new_rows, new_curves):
-    """Merge rows into <dataset>.csv, curves into <dataset>.curves.json; redraw .md and .png."""
+def write_results(results_dir, dataset, new_rows, new_curves, name=None):
+    """Merge rows into <name>.csv (default: the dataset's), curves into <name>.curves.json; redraw .md and .png."""
     os.makedirs(results_dir, exist_ok=True)
-    base = os.path.join(results_dir, dataset)
+    base = os.path.join(results_dir, name or dataset)
     old_rows = read_rows(base + ".csv")
     for row in old_rows + list(new_rows):  # rows written before the protocol column had one protocol
         row["protocol"] = row.get("protocol") or DEFAULT_PROTOCOL
     rows = merge_rows(old_rows, new_rows, KEY)
     write_csv(base + ".csv", rows)
     curves = merge_curves(base + ".curves.json", new_curves)
-    write_text_atomic(base + ".md", markdown_table(rows, dataset))
+    write_text_atomic(base + ".md", markdown_table(rows, dataset if name in (None, dataset) else name))
     plot_curves(curves, base + ".png", dataset)
     return rows
 
 
 # ----------------------------------------------------------------------------- command line
-def retest(results_dir, dataset, checkpoints, protocols):
+def retest(results_dir, dataset, checkpoints, protocols, table=None):
     """Test checkpoints of runs already in ``results_dir``'s table under ``protocols``; each new
     row copies its run's row (training time, valid metrics, provenance) with the new test
     metrics and protocol, and says when and with which commit it was tested."""
     from recbole_tiger.quick_start import build_trainer, load_data_and_model
 
-    base = os.path.join(results_dir, dataset)
+    base = os.path.join(results_dir, table or dataset)
     rows = read_rows(base + ".csv")
     new_rows = []
     for checkpoint in checkpoints:
@@ -256,7 +273,7 @@ def retest(results_dir, dataset, checkpoints, protocols):
                              "selected_under": trained[-1].get("selected_under") or DEFAULT_PROTOCOL,
                              "retested": f"{utc_date()} at {git_commit()}"})
             print(f"{checkpoint} ({protocol}): " + ", ".join(f"{m}={result.get(m)}" for m in METRICS))
-    write_results(results_dir, dataset, new_rows, {})
+    write_results(results_dir, dataset, new_rows, {}, table)
     return new_rows
 
 
@@ -294,9 +311,13 @@ def main(argv=None):
     parser.add_argument("--retest", default=None,
                         help="comma-separated checkpoints of runs already in the results table: test them under "
                              "--protocols and add those rows (no training)")
+    parser.add_argument("--cold_item_ratio", type=float, default=0.0,
+                        help="the cold-start protocol for every model (cold_item_ratio, docs/evaluation-protocols.md): "
+                             "its runs go to results/<dataset>-cold-start.csv")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
+    table = table_name(args.dataset, args.cold_item_ratio)
     config_files = args.config_files.split() if args.config_files else []
     protocols = tuple(args.protocols.split(","))
     for protocol in protocols:
@@ -306,23 +327,24 @@ def main(argv=None):
     if args.child:  # one model, one seed, in this process
         preset, preset_files = resolve_preset(args.models, args.tiger_preset)
         rows, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
-                              preset, args.variant, " ".join(extra), args.history_length, protocols)
+                              preset, args.variant, " ".join(extra), args.history_length, protocols,
+                              args.cold_item_ratio)
         write_text_atomic(args.child_out, json.dumps({"rows": rows, "curve": curve}))
         return
 
     if args.retest:
-        rows = retest(args.results_dir, args.dataset, args.retest.split(","), protocols)
-        print(f"{len(rows)} rows added to {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
+        rows = retest(args.results_dir, args.dataset, args.retest.split(","), protocols, table)
+        print(f"{len(rows)} rows added to {os.path.join(args.results_dir, table)}.{{md,csv,png}}")
         return
 
     if args.merge_from:
         for source in args.merge_from.split(","):
-            base = os.path.join(source, args.dataset)
+            base = os.path.join(source, table)
             if not os.path.isfile(base + ".csv"):
                 raise SystemExit(f"benchmark: --merge_from: {base}.csv does not exist")
             curves = json.load(open(base + ".curves.json")) if os.path.isfile(base + ".curves.json") else {}
-            rows = write_results(args.results_dir, args.dataset, read_rows(base + ".csv"), curves)
-        print(f"{len(rows)} rows in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
+            rows = write_results(args.results_dir, args.dataset, read_rows(base + ".csv"), curves, table)
+        print(f"{len(rows)} rows in {os.path.join(args.results_dir, table)}.{{md,csv,png}}")
         return
 
     seeds = parse_seeds(args.seeds)
@@ -330,14 +352,14 @@ def main(argv=None):
         preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
             out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset, args.variant,
-                               args.history_length, protocols)
+                               args.history_length, protocols, args.cold_item_ratio)
             # Written after every run, so an interrupted benchmark keeps what it finished.
             name = model + (f" ({preset})" if preset else "") + (f" [{args.variant}]" if args.variant else "")
             write_results(args.results_dir, args.dataset, out["rows"],
-                          {f"{name} seed={seed} budget={args.budget:g}": out["curve"]})
+                          {f"{name} seed={seed} budget={args.budget:g}": out["curve"]}, table)
             for row in out["rows"]:
                 print(f"{model} seed={seed} ({row['protocol']}): " + ", ".join(f"{m}={row[f'test_{m}']}" for m in METRICS))
-    print(f"results in {os.path.join(args.results_dir, args.dataset)}.{{md,csv,png}}")
+    print(f"results in {os.path.join(args.results_dir, table)}.{{md,csv,png}}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data.dataset import SequentialDataset
 
 from recbole_tiger.compat import distributed_rank
+from recbole_tiger.data.cold_items import ColdItemSettings, apply_cold_item_protocol
 from recbole_tiger.semantic_ids import load_or_build_semantic_ids
 from recbole_tiger.semantic_ids.collaborative import training_cooccurrence_embeddings
 from recbole_tiger.semantic_ids.settings import SemanticIDSettings
@@ -75,16 +76,37 @@ class TIGERDataset(SequentialDataset):
         return semantic_ids
 
 
+class TextNNDataset(TIGERDataset):
+    """TextNN scores with the items' text embeddings, which the semantic-ID artifact holds."""
+
+
 def create_dataset(config):
     """The dataset for ``config['model']``: ``<Model>Dataset`` of this module if we define one
-    (TIGER's owns the semantic IDs), else RecBole's choice (and its saved-dataset cache)."""
+    (TIGER's owns the semantic IDs), else RecBole's choice (and its saved-dataset cache); then,
+    for every model alike, the cold-start protocol if ``cold_item_ratio`` > 0 (data/cold_items.py)."""
+    cold = ColdItemSettings.from_config(config)
     dataset_class = globals().get(config["model"] + "Dataset")
     if not (isinstance(dataset_class, type) and issubclass(dataset_class, SequentialDataset)):
-        return recbole_create_dataset(config)
-    dataset = dataset_class(config)
-    if config["save_dataset"]:
-        dataset.save()
+        dataset = recbole_create_dataset(config)
+    else:
+        dataset = dataset_class(config)
+        if config["save_dataset"]:
+            dataset.save()
+    if cold.on:  # before build(): the splits, training counts and semantic IDs see the protocol's data
+        apply_cold_item_protocol(dataset, cold)
     return dataset
+
+
+def attach_training_counts(train, *others):
+    """``item_train_count`` on every split of a model whose dataset does not set it (RecBole's):
+    the cold-start metrics and popularity breakdowns of every model read it."""
+    if getattr(train, "item_train_count", None) is not None:
+        return
+    item_list_field = train.iid_field + train.config["LIST_SUFFIX"]
+    counts = training_counts(train.inter_feat, train.iid_field, item_list_field,
+                             getattr(train, "item_list_length_field", None), train.item_num)
+    for dataset in (train, *others):
+        dataset.item_train_count = counts
 
 
 def check_vocabulary(settings, sid):
@@ -104,7 +126,7 @@ def training_counts(inter, item_field, item_list_field, length_field, n_items) -
     """Training interactions per item id ``[n_items]``: every target of the augmented training
     rows plus each user's first item, which only ever appears as history. 0 = cold item."""
     counts = torch.bincount(inter[item_field].long(), minlength=n_items)
-    if item_list_field in inter and length_field in inter:
+    if length_field is not None and item_list_field in inter and length_field in inter:
         first = inter[item_list_field][inter[length_field] == 1, 0]
         counts += torch.bincount(first.long(), minlength=n_items)
     counts[0] = 0

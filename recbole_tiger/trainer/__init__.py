@@ -3,6 +3,7 @@ trainer (ours or RecBole's) gets the plugin's behaviour mixed in by :func:`with_
 from recbole.trainer import Trainer
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_tiger.trainer.cold_start import ColdStartMixin
 from recbole_tiger.trainer.history_exclusion import ExcludeHistoryMixin
 from recbole_tiger.trainer.settings import RunSettings
 from recbole_tiger.trainer.tiger_trainer import TIGERTrainer  # noqa: F401
@@ -20,7 +21,8 @@ class RunSettingsMixin:
 
 
 def with_plugin_mixins(trainer_class):
-    """``trainer_class`` with the time budget and resumable runs (``TimeBudgetMixin``) and the
+    """``trainer_class`` with the time budget and resumable runs (``TimeBudgetMixin``), cold-start
+    metrics (``ColdStartMixin``, which sees the scores after the protocol's masking) and the
     ``eval_exclude_history`` protocol (``ExcludeHistoryMixin``) mixed in (same name, cached).
 
     Trainers outside RecBole's ``Trainer`` family (e.g. DecisionTreeTrainer) have a
@@ -29,7 +31,7 @@ def with_plugin_mixins(trainer_class):
     if not issubclass(trainer_class, Trainer) or issubclass(trainer_class, TimeBudgetMixin):
         return trainer_class
     if trainer_class not in _MIXED:
-        mixins = (RunSettingsMixin, TimeBudgetMixin, ExcludeHistoryMixin)
+        mixins = (RunSettingsMixin, TimeBudgetMixin, ColdStartMixin, ExcludeHistoryMixin)
         _MIXED[trainer_class] = type(trainer_class.__name__, (*mixins, trainer_class), {})
     return _MIXED[trainer_class]
 

@@ -15,6 +15,7 @@ class RunSettings:
     train_time_budget: Optional[float]  # minutes; None = no limit
     resume_from: Optional[str]
     eval_exclude_history: bool
+    cold_start_eval: bool
 
     @classmethod
     def from_config(cls, config):
@@ -29,7 +30,6 @@ class RunSettings:
 class TIGERTrainerSettings:
     lr_scheduler: str
     warmup_steps: int
-    cold_start_eval: bool
     beam_check_users: int
 
     @classmethod

@@ -7,18 +7,17 @@
   budget beats an open-ended decay at the same number of steps, Li et al., ICLR 2020
   "Budgeted Training"; cornac's TIGER uses warmup + cosine). Set ``epochs`` to what the
   time budget affords: a run cut by ``train_time_budget`` first never reaches the low rates;
-* ``cold_start_eval: True`` — after every evaluation, Recall@K / NDCG@K restricted to
-  targets that never occur in training (TIGER can generate them: every item has an ID),
-  added to the result as ``cold_recall@K`` / ``cold_ndcg@K`` and logged.
+* ``eval_output: topk`` — the model hands over each user's top-K (``TopKScores``).
+
+Cold-start metrics, the time budget and the evaluation protocol are every trainer's
+(``recbole_tiger.trainer.with_plugin_mixins``).
 """
 import math
 
 from torch.optim.lr_scheduler import LambdaLR
 
 from recbole.trainer import Trainer
-from recbole.utils import EvaluatorType, set_color
 
-from recbole_tiger.trainer.cold_start import ColdStartMetrics
 from recbole_tiger.trainer.topk_collector import TopKCollector, TopKScores
 from recbole_tiger.trainer.beam_check import beam_vs_exact
 from recbole_tiger.trainer.settings import TIGERTrainerSettings
@@ -29,7 +28,6 @@ class TIGERTrainer(Trainer):
         self._steps_per_epoch = None  # set by fit(); the cosine schedule's length is epochs x this
         self.tiger_settings = TIGERTrainerSettings.from_config(config)  # before RecBole builds the optimizer
         super().__init__(config, model)
-        self._cold_start = None  # ColdStartMetrics while evaluating
         # eval_output: topk — the model hands over each user's top-K, never a [users x items] matrix
         self.topk_output = model.settings.eval_output == "topk"
         if self.topk_output:
@@ -67,21 +65,7 @@ class TIGERTrainer(Trainer):
         self._steps_per_epoch = len(train_data)
         return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
-    # ------------------------------------------------------------------ cold-start evaluation
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        self._cold_start = ColdStartMetrics(eval_data._dataset.item_train_count, self.config["topk"]) \
-            if self.tiger_settings.cold_start_eval else None
-        result = super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
-                                  show_progress=show_progress)
-        if self._cold_start is not None and result is not None:
-            metrics = self._cold_start.result(self.config["metric_decimal_place"])
-            self.logger.info(set_color("cold-start targets", "blue") + " (item never seen in training): "
-                             f"{self._cold_start.n_targets} of {len(eval_data._dataset)} evaluated; "
-                             + ", ".join(f"{k}: {v}" for k, v in metrics.items()))
-            result.update(metrics)
-        self._cold_start = None
-        return result
-
+    # ------------------------------------------------------------------ top-K output
     def _full_sort_batch_eval(self, batched_data):
         if self.topk_output:
             interaction, _, positive_u, positive_i = batched_data
@@ -89,14 +73,6 @@ class TIGERTrainer(Trainer):
             out = interaction, TopKScores(values, indices, self.model.n_items), positive_u, positive_i
         else:
             out = super()._full_sort_batch_eval(batched_data)
-        if self._cold_start is not None:
-            self._cold_start.add(*out[1:])
-        return out
-
-    def _neg_sample_batch_eval(self, batched_data):
-        out = super()._neg_sample_batch_eval(batched_data)
-        if self._cold_start is not None and self.config["eval_type"] == EvaluatorType.RANKING:
-            self._cold_start.add(*out[1:])
         return out
 
     # ------------------------------------------------------------------ beam vs exact
