@@ -64,6 +64,8 @@ TOOLS = (
 )
 BENCHMARK_COLUMNS = {"model", "preset", "variant", "seed", "protocol", "test_ndcg@10", "valid_ndcg@10"}
 BENCHMARK_TOOL = ("side-by-side benchmark: every model on one split under one time budget", "python run_benchmark.py")
+COLD_TOOL = ("side-by-side benchmark under the cold-start protocol (cold items only as test targets)",
+             "python run_benchmark.py --cold_item_ratio=0.05")
 
 # The headline rows of each dataset's benchmark (results/<dataset>.csv), in this order: a row is the
 # last one of the csv whose columns equal every value given (protocol: RecBole's default).
@@ -101,6 +103,37 @@ HEADLINE_COLUMNS = (
 )
 HEADLINE_BEGIN = "<!-- headline:begin -->"
 HEADLINE_END = "<!-- headline:end -->"
+
+# The cold-start tables (results/<dataset>-cold-start.csv, run_benchmark.py --cold_item_ratio): a
+# selector's "@best" names the column whose highest value chooses among the matching rows (a
+# setting chosen on valid, e.g. TextNN's decay).
+COLD_HEADLINES = (
+    ("amazon-beauty-cold-start", "Amazon Beauty, cold-start protocol", (
+        ("TextNN (text nearest neighbour; decay chosen on valid)", {"model": "TextNN", "@best": "valid_ndcg@10"}),
+        ("SASRec", {"model": "SASRec", "variant": ""}),
+        ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
+        ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
+        ("TIGER + dense head with the text feature", {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text"}),
+    )),
+    ("amazon-toys-cold-start", "Amazon Toys and Games, cold-start protocol", (
+        ("TextNN (text nearest neighbour)", {"model": "TextNN", "@best": "valid_ndcg@10"}),
+        ("SASRec", {"model": "SASRec", "variant": ""}),
+        ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
+        ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
+        ("TIGER + dense head with the text feature", {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text"}),
+    )),
+)
+COLD_COLUMNS = (
+    ("budget (min)", "budget_min", "int"),
+    ("epochs", "epochs", "int"),
+    ("cold test targets", "test_cold_targets", "int"),
+    ("**cold Recall@10**", "test_cold_recall@10", "bold-metric"),
+    ("cold NDCG@10", "test_cold_ndcg@10", "metric"),
+    ("valid NDCG@10", "valid_ndcg@10", "metric"),
+    ("test NDCG@10 (all targets)", "test_ndcg@10", "metric"),
+)
+COLD_BEGIN = "<!-- cold-start:begin -->"
+COLD_END = "<!-- cold-start:end -->"
 
 
 def read_csv(path):
@@ -146,7 +179,7 @@ def is_benchmark(header):
 def describe(name, header):
     """(what the file measures, the command that writes it) for results/<name>.csv."""
     if is_benchmark(header):
-        return BENCHMARK_TOOL
+        return COLD_TOOL if name.endswith("-cold-start") else BENCHMARK_TOOL
     for suffix, what, command in TOOLS:
         if name.endswith(suffix):
             return what, command
@@ -204,8 +237,12 @@ def headline_rows(rows, selectors):
     """[(label, row)] of the csv rows the selectors choose (the last matching row of each)."""
     chosen = []
     for label, want in selectors:
+        best = want.get("@best")
         matching = [r for r in rows if r.get("protocol", HEADLINE_PROTOCOL) == HEADLINE_PROTOCOL
-                    and all(r.get(k, "") == v for k, v in want.items())]
+                    and all(r.get(k, "") == v for k, v in want.items() if k != "@best")]
+        if best:
+            matching = [r for r in matching if r.get(best) not in ("", None)]
+            matching = [max(matching, key=lambda r: float(r[best]))] if matching else []
         if matching:
             chosen.append((label, matching[-1]))
     return chosen
@@ -225,22 +262,22 @@ def format_value(value, kind):
     return f"**{text}**" if kind == "bold-metric" else text
 
 
-def headline_block(results_dir, link_prefix):
-    """The headline tables, one per dataset of HEADLINES; ``link_prefix`` is the path from the
+def headline_block(results_dir, link_prefix, headlines=HEADLINES, columns=HEADLINE_COLUMNS):
+    """The headline tables, one per dataset of ``headlines``; ``link_prefix`` is the path from the
     page they go into to docs/results/."""
     lines = []
-    for dataset, label, selectors in HEADLINES:
+    for dataset, label, selectors in headlines:
         path = os.path.join(results_dir, dataset + ".csv")
         page = f"{link_prefix}{dataset}.md"
         if not os.path.isfile(path):
-            lines += [f"**{label}**: not measured yet (`results/{dataset}.csv`; the commands below make it).", ""]
+            lines += [f"**{label}**: not measured yet (`results/{dataset}.csv`: `run_benchmark.py` makes it).", ""]
             continue
         header, rows = read_csv(path)
         chosen = headline_rows(rows, selectors)
         lines += [f"**{label}** (RecBole's protocol: history items are ranked like any other; every run and the "
                   f"plots: [{page.rsplit('/', 1)[-1]}]({page})):", ""]
-        lines += md_table(["model"] + [h for h, _, _ in HEADLINE_COLUMNS],
-                          [[md_cell(name)] + [format_value(row.get(col, ""), kind) for _, col, kind in HEADLINE_COLUMNS]
+        lines += md_table(["model"] + [h for h, _, _ in columns],
+                          [[md_cell(name)] + [format_value(row.get(col, ""), kind) for _, col, kind in columns]
                            for name, row in chosen])
         lines.append("")
     return lines
@@ -253,6 +290,7 @@ def results_index(results_dir, tables):
              "`machine` says otherwise; how the numbers were reached, run by run: [lab notes](../lab-notes/).", "",
              "## Headlines", ""]
     lines += headline_block(results_dir, "")
+    lines += headline_block(results_dir, "", COLD_HEADLINES, COLD_COLUMNS)
     lines += ["## All results files", ""]
     lines += md_table(["page", "rows", "what", "made by"],
                       [[f"[{name}]({name}.md)", str(len(rows)), md_cell(describe(name, header)[0] or ""),
@@ -272,16 +310,22 @@ def results_docs(root):
 
 
 def readme_with_headlines(root):
-    """README.md with its headline block regenerated (None if it has no such block)."""
+    """README.md with its headline and cold-start blocks regenerated (None if it has no headline block)."""
     path = os.path.join(root, "README.md")
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    begin, end = text.find(HEADLINE_BEGIN), text.find(HEADLINE_END)
-    if begin < 0 or end < begin:
-        return None
-    block = headline_block(os.path.join(root, "results"), "docs/results/")
     note = f"<!-- generated by `{GENERATOR}` from results/*.csv (rows chosen in benchmarks/make_docs.py) -->"
-    return text[: begin + len(HEADLINE_BEGIN)] + "\n" + note + "\n\n" + "\n".join(block) + text[end:]
+    results_dir = os.path.join(root, "results")
+    blocks = ((HEADLINE_BEGIN, HEADLINE_END, headline_block(results_dir, "docs/results/")),
+              (COLD_BEGIN, COLD_END, headline_block(results_dir, "docs/results/", COLD_HEADLINES, COLD_COLUMNS)))
+    for i, (start, stop, block) in enumerate(blocks):
+        begin, end = text.find(start), text.find(stop)
+        if begin < 0 or end < begin:
+            if i == 0:
+                return None
+            continue
+        text = text[: begin + len(start)] + "\n" + note + "\n\n" + "\n".join(block) + text[end:]
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,25 +82,27 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     test_start = time()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    test_seconds = time() - test_start
-    # The same checkpoint under other evaluation protocols (e.g. exclude_history), on request.
-    test_results = {trainer.protocol: test_result}
-    for protocol in test_protocols or ():
-        if protocol not in test_results:
-            trained_protocol = trainer.protocol
-            trainer.set_protocol(protocol)
-            test_results[protocol] = trainer.evaluate(test_data, load_best_model=saved,
-                                                      show_progress=config["show_progress"])
-            logger.info(set_color(f"test result ({protocol})", "yellow") + f": {test_results[protocol]}")
-            trainer.set_protocol(trained_protocol)
-    beam_check = None
-    if config["local_rank"] == 0 and hasattr(trainer, "beam_check"):  # one rank is enough for a sample
-        beam_check = trainer.beam_check(test_data)
-
+    test_result, test_results, beam_check, test_seconds = None, {}, None, 0.0
+    paused = getattr(trainer, "paused", False)  # train_session_limit: the run goes on later, test then
+    if not paused:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        test_seconds = time() - test_start
+        # The same checkpoint under other evaluation protocols (e.g. exclude_history), on request.
+        test_results = {trainer.protocol: test_result}
+        for protocol in test_protocols or ():
+            if protocol not in test_results:
+                trained_protocol = trainer.protocol
+                trainer.set_protocol(protocol)
+                test_results[protocol] = trainer.evaluate(test_data, load_best_model=saved,
+                                                          show_progress=config["show_progress"])
+                logger.info(set_color(f"test result ({protocol})", "yellow") + f": {test_results[protocol]}")
+                trainer.set_protocol(trained_protocol)
+        if config["local_rank"] == 0 and hasattr(trainer, "beam_check"):  # one rank is enough for a sample
+            beam_check = trainer.beam_check(test_data)
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("test result", "yellow") + (f": {test_result}" if not paused else
+                                                      ": not tested yet (paused by train_session_limit)"))
     return {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -112,6 +114,7 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "test_results": test_results,
         "epochs": trainer.epochs_done,
         "budget_exhausted": trainer.budget_exhausted,
+        "paused": paused,
         "train_seconds": trainer.train_seconds,
         "fit_seconds": trainer.fit_seconds,
         "test_seconds": test_seconds,

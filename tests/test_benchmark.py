@@ -250,3 +250,29 @@ def test_seeds_a_count_a_list_or_one_explicit_seed():
     assert parse_seeds("3") == [2020, 2021, 2022]
     assert parse_seeds("2021,2023") == [2021, 2023]
     assert parse_seeds("2021,") == [2021]  # not 2021 seeds
+
+
+def test_converge_mode_in_pieces_equals_one_uninterrupted_run(tiny_config, tmp_path):
+    """--converge trains until valid stops improving; --piece makes it in several invocations of
+    the same command, and the row is the one an uninterrupted run writes (SASRec validates every
+    epoch, so the pauses add no validation)."""
+    common = [f"--dataset={tiny_config['dataset']}", "--models=SASRec", "--budget=5", "--converge", "--patience=2",
+              f"--data_path={tiny_config['data_path']}", f"--checkpoint_dir={tiny_config['checkpoint_dir']}",
+              "--epochs=6", "--state=WARNING", "--MAX_ITEM_LIST_LENGTH=10", "--user_inter_num_interval=[0,inf)",
+              "--item_inter_num_interval=[0,inf)", "--hidden_size=16", "--inner_size=32", "--n_layers=1"]
+    main(common + [f"--results_dir={tmp_path / 'whole'}"])
+    whole = next(csv.DictReader(open(tmp_path / "whole" / "tiny.csv")))
+    assert whole["mode"] == "converge (patience 2)" and whole["pieces"] == "1"
+
+    pieces = tmp_path / "pieces"
+    progress = pieces / "tiny.progress.json"
+    for invocation in range(1, 10):
+        main(common + [f"--results_dir={pieces}", "--piece=0.00001"])   # pauses after every epoch
+        if (pieces / "tiny.csv").is_file():
+            break
+        assert len(json.load(open(progress))["SASRec, converge (patience 2) seed=2020 budget=5 protocol=repeatable"]
+                   ["pieces"]) == invocation
+    row = next(csv.DictReader(open(pieces / "tiny.csv")))
+    assert int(row["pieces"]) == invocation > 1 and json.load(open(progress)) == {}
+    for column in ("epochs", "valid_ndcg@10", "test_ndcg@10", "test_recall@10", "stopped_by"):
+        assert row[column] == whole[column], column

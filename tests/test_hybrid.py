@@ -46,6 +46,13 @@ def test_hybrid_trains_ranks_and_reloads(tiny_config, layout):
     model.eval()
     fused = model.full_sort_predict(batch)
     assert torch.isfinite(fused[:, 1:]).all() and torch.isneginf(fused[:, 0]).all()   # every item ranked
+    # one encoder pass for both scores gives exactly the scores of two separate passes
+    from recbole_tiger.model.layers import dense_head, id_ranking
+
+    args = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN], batch[model.USER_ID]
+    separate = fuse(id_ranking.full_sort_scores(model, *args), dense_head.log_probs(model, *args),
+                    model.settings.fusion_weight)
+    assert torch.equal(fused, separate)
     # weight 0: exactly the dense head's ranking; the top-K output ranks as the dense matrix does
     model.set_ranking(fusion_weight=0.0)
     dense = model.full_sort_predict(batch)

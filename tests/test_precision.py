@@ -51,3 +51,17 @@ def test_bf16_trains_and_ranks_close_to_float32(tiny_config, extra):
     overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top_bf16, top_fp32)) / top_fp32.numel()
     assert overlap >= 0.8, overlap
     assert not torch.equal(bf16, fp32)  # bf16 arithmetic did change the scores
+
+
+def test_gpu_check_script_parses_and_skips_without_cuda():
+    """benchmarks/gpu_check.sh: valid bash, and without CUDA it stops after the tests with the reason."""
+    import os
+    import subprocess
+
+    from conftest import REPO_ROOT
+
+    script = os.path.join(REPO_ROOT, "benchmarks", "gpu_check.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    text = open(script, encoding="utf-8").read()
+    skip = text.index("torch.cuda.is_available() else 1")
+    assert "no CUDA device here" in text[skip:] and text.index("exit 0", skip) < text.index("python -m benchmarks.throughput", skip)

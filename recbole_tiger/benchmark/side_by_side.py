@@ -24,8 +24,9 @@ from recbole_tiger.trainer.history_exclusion import PROTOCOLS
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 # over the test targets that are cold items (trainer/cold_start.py); absent where a split has none
 COLD_METRICS = ["cold_recall@10", "cold_ndcg@10", "cold_targets"]
-KEY = ("model", "preset", "variant", "seed", "budget_min", "protocol")
+KEY = ("model", "preset", "variant", "seed", "budget_min", "protocol", "mode")
 DEFAULT_PROTOCOL = "repeatable"  # rows written before the protocol column had only this one
+DEFAULT_MODE = "budget"          # rows written before the mode column: a fixed time budget
 # TIGER's property file per preset; "auto" = cpu preset unless CUDA is available.
 TIGER_PRESETS = {"paper": None, "cpu": os.path.join("model", "TIGER-cpu.yaml")}  # under PROPERTIES_DIR
 # Hyper-parameters worth showing next to a model's numbers, when the config has them.
@@ -80,27 +81,47 @@ def table_name(dataset, cold_item_ratio=0.0):
     return f"{dataset}-cold-start" if cold_item_ratio else dataset
 
 
+def run_mode(options):
+    """The ``mode`` column: ``budget`` (train until the time budget) or ``converge`` (until valid
+    stops improving for ``patience`` validations; the budget is then a safety cap)."""
+    return f"converge (patience {options['patience']})" if options.get("patience") else DEFAULT_MODE
+
+
 def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="", overrides="",
-            history_length=None, protocols=(DEFAULT_PROTOCOL,), cold_item_ratio=0.0):
+            history_length=None, protocols=(DEFAULT_PROTOCOL,), cold_item_ratio=0.0, options=None):
     """Train/evaluate one model in this process; one result row (a flat dict) per test protocol.
-    The model is trained and chosen on valid under the first protocol."""
+    The model is trained and chosen on valid under the first protocol. ``options``: ``patience``
+    (converge mode: RecBole's ``stopping_step``), ``piece`` (minutes of this invocation:
+    ``train_session_limit``), ``resume_from``. A paused run returns no rows and its resume file."""
     from recbole_tiger.quick_start import run_recbole_tiger
 
     commit = git_commit()  # the code that trains is the code at the start; HEAD may move during a long run
     config_dict = {"seed": seed, "train_time_budget": budget_min, "show_progress": False,
                    "MAX_ITEM_LIST_LENGTH": history_length or default_history_length(dataset),
                    "eval_exclude_history": protocols[0] == "exclude_history", "cold_item_ratio": cold_item_ratio}
+    options = options or {}
+    if options.get("patience"):
+        config_dict["stopping_step"] = int(options["patience"])
+    if options.get("piece"):
+        config_dict["train_session_limit"] = float(options["piece"])
+    if options.get("resume_from"):
+        config_dict["resume_from"] = options["resume_from"]
     result = run_recbole_tiger(model=model, dataset=dataset, config_file_list=config_files or None,
                                config_dict=config_dict, test_protocols=protocols)
     config = result["config"]
+    if result["paused"]:
+        return [], result["valid_curve"], {"resume_file": result["resume_file"], "epochs": result["epochs"],
+                                           "fit_seconds": round(result["fit_seconds"], 1), "commit": commit,
+                                           "date": utc_date(), "machine": machine_description(config["device"])}
     row = {
         "model": model, "preset": preset, "variant": variant, "seed": seed, "budget_min": budget_min, "dataset": dataset,
-        "protocol": result["protocol"], "selected_under": result["protocol"],
+        "protocol": result["protocol"], "selected_under": result["protocol"], "mode": run_mode(options),
         **{f"test_{m}": result["test_result"].get(m) for m in METRICS + COLD_METRICS},
         **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
         "cold_item_ratio": cold_item_ratio, "cold_item_seed": config["cold_item_seed"],
         "epochs": result["epochs"],
         "stopped_by": "budget" if result["budget_exhausted"] else "early stopping / epochs",
+        "pieces": int(options.get("pieces_before", 0)) + 1,
         "train_wall_s": round(result["fit_seconds"], 1),
         "eval_wall_s": round(result["test_seconds"], 1),
         "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -120,7 +141,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
     }
     rows = [row] + [protocol_row(row, protocol, result["test_results"][protocol])
                     for protocol in protocols if protocol != result["protocol"]]
-    return rows, result["valid_curve"]
+    return rows, result["valid_curve"], None
 
 
 def protocol_row(row, protocol, test_result):
@@ -129,14 +150,14 @@ def protocol_row(row, protocol, test_result):
 
 
 def run_in_child(model, dataset, seed, budget_min, config_files, extra_args, preset="", variant="",
-                 history_length=None, protocols=(DEFAULT_PROTOCOL,), cold_item_ratio=0.0):
+                 history_length=None, protocols=(DEFAULT_PROTOCOL,), cold_item_ratio=0.0, options=None):
     """Run one model in a child process; extra --key=value args reach its Config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
         cmd = [sys.executable, "-m", "recbole_tiger.benchmark.side_by_side", "--child", f"--model={model}",
                f"--dataset={dataset}", f"--seeds={seed}", f"--budget={budget_min}", f"--child_out={out}",
                f"--tiger_preset={preset or 'paper'}", f"--variant={variant}", "--protocols=" + ",".join(protocols),
-               f"--cold_item_ratio={cold_item_ratio}"]
+               f"--cold_item_ratio={cold_item_ratio}", "--run_options=" + json.dumps(options or {})]
         if history_length:
             cmd.append(f"--history_length={history_length}")
         if config_files:
@@ -161,7 +182,8 @@ def markdown_table(rows, dataset):
     groups = {}
     for r in rows:
         label = r["model"] + (f" ({r['preset']} preset)" if r.get("preset") else "") + (
-            f" [{r['variant']}]" if r.get("variant") else "")
+            f" [{r['variant']}]" if r.get("variant") else "") + (
+            f", {r['mode']}" if (r.get("mode") or DEFAULT_MODE) != DEFAULT_MODE else "")
         groups.setdefault((label, str(r["budget_min"]), r.get("protocol") or DEFAULT_PROTOCOL), []).append(r)
     cold = [m for m in COLD_METRICS if any(r.get(f"test_{m}") not in (None, "") for r in rows)]
     head = ["model", "budget (min)", "protocol", "seeds"] + [f"test {m}" for m in METRICS + cold] + [
@@ -238,8 +260,9 @@ def write_results(results_dir, dataset, new_rows, new_curves, name=None):
     os.makedirs(results_dir, exist_ok=True)
     base = os.path.join(results_dir, name or dataset)
     old_rows = read_rows(base + ".csv")
-    for row in old_rows + list(new_rows):  # rows written before the protocol column had one protocol
+    for row in old_rows + list(new_rows):  # rows written before the protocol / mode columns had one of each
         row["protocol"] = row.get("protocol") or DEFAULT_PROTOCOL
+        row["mode"] = row.get("mode") or DEFAULT_MODE
     rows = merge_rows(old_rows, new_rows, KEY)
     write_csv(base + ".csv", rows)
     curves = merge_curves(base + ".curves.json", new_curves)
@@ -275,6 +298,45 @@ def retest(results_dir, dataset, checkpoints, protocols, table=None):
             print(f"{checkpoint} ({protocol}): " + ", ".join(f"{m}={result.get(m)}" for m in METRICS))
     write_results(results_dir, dataset, new_rows, {}, table)
     return new_rows
+
+
+class Progress:
+    """``<table>.progress.json``: the runs paused by ``--piece`` (their resume files, pieces so far,
+    stamps), so that the same command continues each where it stopped."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def _read(self):
+        if not os.path.isfile(self.path):
+            return {}
+        with open(self.path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def _write(self, runs):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        write_text_atomic(self.path, json.dumps(runs, indent=1, sort_keys=True) + "\n")
+
+    def resume_options(self, run_key):
+        run = self._read().get(run_key)
+        if run is None:
+            return {}
+        if not os.path.isfile(run["resume_file"]):
+            raise SystemExit(f"benchmark: {self.path} says {run_key!r} paused with {run['resume_file']}, which does "
+                             "not exist here; restore it, or remove the entry to start that run over.")
+        return {"resume_from": run["resume_file"], "pieces_before": len(run["pieces"])}
+
+    def paused(self, run_key, piece):
+        runs = self._read()
+        entry = runs.setdefault(run_key, {"pieces": []})
+        entry["resume_file"] = piece["resume_file"]
+        entry["pieces"].append({k: piece[k] for k in ("epochs", "fit_seconds", "commit", "date", "machine")})
+        self._write(runs)
+
+    def finished(self, run_key):
+        runs = self._read()
+        if runs.pop(run_key, None) is not None:
+            self._write(runs)
 
 
 def parse_seeds(text):
@@ -314,8 +376,16 @@ def main(argv=None):
     parser.add_argument("--cold_item_ratio", type=float, default=0.0,
                         help="the cold-start protocol for every model (cold_item_ratio, docs/evaluation-protocols.md): "
                              "its runs go to results/<dataset>-cold-start.csv")
+    parser.add_argument("--converge", action="store_true",
+                        help="train each model until valid NDCG@10 has not improved for --patience validations "
+                             "(--budget is then the safety cap on its total time); rows get mode 'converge'")
+    parser.add_argument("--patience", type=int, default=10, help="--converge: validations without improvement")
+    parser.add_argument("--piece", type=float, default=None,
+                        help="minutes of training per invocation (train_session_limit): a longer run pauses with a "
+                             "resume file, and the same command continues it (progress in <table>.progress.json)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--run_options", default="{}", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     table = table_name(args.dataset, args.cold_item_ratio)
     config_files = args.config_files.split() if args.config_files else []
@@ -326,10 +396,10 @@ def main(argv=None):
 
     if args.child:  # one model, one seed, in this process
         preset, preset_files = resolve_preset(args.models, args.tiger_preset)
-        rows, curve = run_one(args.models, args.dataset, int(args.seeds), args.budget, preset_files + config_files,
-                              preset, args.variant, " ".join(extra), args.history_length, protocols,
-                              args.cold_item_ratio)
-        write_text_atomic(args.child_out, json.dumps({"rows": rows, "curve": curve}))
+        rows, curve, paused = run_one(args.models, args.dataset, int(args.seeds), args.budget,
+                                      preset_files + config_files, preset, args.variant, " ".join(extra),
+                                      args.history_length, protocols, args.cold_item_ratio, json.loads(args.run_options))
+        write_text_atomic(args.child_out, json.dumps({"rows": rows, "curve": curve, "paused": paused}))
         return
 
     if args.retest:
@@ -348,13 +418,25 @@ def main(argv=None):
         return
 
     seeds = parse_seeds(args.seeds)
+    base_options = {"patience": args.patience if args.converge else None, "piece": args.piece}
+    mode = run_mode(base_options)
+    progress = Progress(os.path.join(args.results_dir, table + ".progress.json"))
     for model in args.models.split(","):
         preset, _ = resolve_preset(model, args.tiger_preset)
         for seed in seeds:
+            name = model + (f" ({preset})" if preset else "") + (f" [{args.variant}]" if args.variant else "") + (
+                f", {mode}" if mode != DEFAULT_MODE else "")
+            run_key = f"{name} seed={seed} budget={args.budget:g} protocol={protocols[0]}"
+            options = {**base_options, **progress.resume_options(run_key)}
             out = run_in_child(model, args.dataset, seed, args.budget, config_files, extra, preset, args.variant,
-                               args.history_length, protocols, args.cold_item_ratio)
+                               args.history_length, protocols, args.cold_item_ratio, options)
+            if out["paused"]:
+                progress.paused(run_key, out["paused"])
+                print(f"{run_key}: paused after {out['paused']['epochs']} epochs ({out['paused']['fit_seconds']} s "
+                      f"in all); run the same command again to continue it", flush=True)
+                continue
+            progress.finished(run_key)
             # Written after every run, so an interrupted benchmark keeps what it finished.
-            name = model + (f" ({preset})" if preset else "") + (f" [{args.variant}]" if args.variant else "")
             write_results(args.results_dir, args.dataset, out["rows"],
                           {f"{name} seed={seed} budget={args.budget:g}": out["curve"]}, table)
             for row in out["rows"]:

@@ -13,6 +13,7 @@ LR_SCHEDULERS = ("rsqrt", "cosine", "constant")
 class RunSettings:
     """What every model's run gets from the plugin (time budget, resume, evaluation protocol)."""
     train_time_budget: Optional[float]  # minutes; None = no limit
+    train_session_limit: Optional[float]  # minutes of this invocation; None = no limit
     resume_from: Optional[str]
     eval_exclude_history: bool
     cold_start_eval: bool
@@ -24,6 +25,10 @@ class RunSettings:
     @property
     def time_budget_s(self) -> Optional[float]:
         return None if self.train_time_budget is None else self.train_time_budget * 60.0
+
+    @property
+    def session_limit_s(self) -> Optional[float]:
+        return None if self.train_session_limit is None else self.train_session_limit * 60.0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,12 @@ run where it stopped: the budget counts the *total* training time of all invocat
 curve goes on from the last epoch, and the best checkpoint stays the one file of the run,
 so a run longer than one sitting is made in pieces. RecBole's own checkpoints (best
 validation only) can still be resumed as in RecBole, from their epoch.
+
+``train_session_limit`` (minutes) makes those pieces: the invocation stops after the epoch that
+crosses it (validated, as the budget's last epoch is) with ``paused`` set, unless the run ended
+there anyway (early stopping, ``epochs``, the total budget); the caller skips the test and the
+run continues from its resume file. The extra validation at a pause is one more point on the
+curve (and one more step of early-stopping patience when it does not improve).
 """
 import os
 import random
@@ -54,7 +60,9 @@ class TimeBudgetMixin:
             torch.distributed.broadcast_object_list(name, src=0)
             self.saved_model_file = name[0]
         self.time_budget_s = self.run_settings.time_budget_s
+        self.session_limit_s = self.run_settings.session_limit_s
         self.budget_exhausted = False
+        self.paused = False  # stopped by train_session_limit, to be resumed
         self.epochs_done = 0
         self.train_seconds = 0.0  # time spent in _train_epoch only
         self.fit_seconds = 0.0  # wall time of fit: training + validation
@@ -76,6 +84,7 @@ class TimeBudgetMixin:
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._fit_start = time()
+        self.paused = False
         self._saving = saved
         self._train_data = train_data
         generator = getattr(train_data, "generator", None)
@@ -86,13 +95,21 @@ class TimeBudgetMixin:
         try:
             result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         except _BudgetSpent:
-            self.logger.info(
-                set_color("train_time_budget", "red")
-                + f": {self.time_budget_s / 60:g} min spent after {self.epochs_done} epochs "
-                f"({self._elapsed():.1f}s); stopping, best valid score {self.best_valid_score:.4f}"
-            )
+            if self.budget_exhausted:
+                self.logger.info(
+                    set_color("train_time_budget", "red")
+                    + f": {self.time_budget_s / 60:g} min spent after {self.epochs_done} epochs "
+                    f"({self._elapsed():.1f}s); stopping, best valid score {self.best_valid_score:.4f}"
+                )
             self._add_hparam_to_tensorboard(self.best_valid_score)
             result = self.best_valid_score, self.best_valid_result
+        # a pause only counts if the run would have gone on: not after early stopping, the last epoch or the budget
+        self.paused = self.paused and not (self.budget_exhausted or self.epochs_done >= self.epochs
+                                           or self.cur_step > self.stopping_step)
+        if self.paused:
+            self.logger.info(set_color("train_session_limit", "red") + f": {self.session_limit_s / 60:g} min of this "
+                             f"invocation spent after {self.epochs_done} epochs; paused, continue with "
+                             f"resume_from={self.resume_file}")
         self.fit_seconds = self._elapsed()
         self._save_resume_state()
         return result
@@ -101,7 +118,7 @@ class TimeBudgetMixin:
         # RecBole's loop has no end-of-epoch hook: the previous epoch (with its validation and
         # early-stopping bookkeeping) is complete when the next one starts.
         self._save_resume_state()
-        if self.budget_exhausted:
+        if self.budget_exhausted or self.paused:
             raise _BudgetSpent()
         self._epoch_done = None
         start = time()
@@ -111,9 +128,11 @@ class TimeBudgetMixin:
         self.last_train_loss = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
         if self.time_budget_s is not None:
             self.budget_exhausted = self._any_rank(self._elapsed() >= self.time_budget_s)
-        # The last epoch (by budget or by `epochs`) is validated even if eval_step would skip
+        if self.session_limit_s is not None:
+            self.paused = self._any_rank(time() - self._fit_start >= self.session_limit_s)
+        # The last epoch (by budget, pause or `epochs`) is validated even if eval_step would skip
         # it: its checkpoint may be the best, and a run must never end without a checkpoint.
-        if (self.budget_exhausted or epoch_idx + 1 >= self.epochs) and self.eval_step > 0:
+        if (self.budget_exhausted or self.paused or epoch_idx + 1 >= self.epochs) and self.eval_step > 0:
             self.eval_step = 1
         self._epoch_done = epoch_idx
         return loss

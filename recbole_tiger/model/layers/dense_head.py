@@ -91,13 +91,15 @@ def dense_loss(model, states, target_items):
 @torch.no_grad()
 def log_probs(model, item_seq, item_seq_len, user):
     """[B, n_items] the dense log-softmax over every item (padding item -inf)."""
-    states = None
+    states = torch.empty(len(item_seq), model.settings.d_model, device=item_seq.device)
     for idx, n in model.length_buckets(item_seq_len):
         memory, _ = model.encode(item_seq[idx, :n], item_seq_len[idx], user[idx])
-        state = model.last_item_state(memory, item_seq_len[idx])                    # [b, D]
-        if states is None:
-            states = state.new_empty(len(item_seq), state.shape[1])
-        states[idx] = state
+        states[idx] = model.last_item_state(memory, item_seq_len[idx]).float()      # [b, D]
+    return log_softmax_over_items(model, states)
+
+
+def log_softmax_over_items(model, states):
+    """states [B, D] -> [B, n_items] dense log-softmax (padding item -inf)."""
     logits = item_logits(model, states).float()
     logits[:, 0] = float("-inf")
     return logits.log_softmax(-1)
@@ -105,12 +107,14 @@ def log_probs(model, item_seq, item_seq_len, user):
 
 @torch.no_grad()
 def fused_full_sort(model, item_seq, item_seq_len, user):
-    """[B, n_items]: dense log-softmax + fusion_weight x the beam's (or exact) ID scores."""
+    """[B, n_items]: dense log-softmax + fusion_weight x the beam's (or exact) ID scores; each
+    history is encoded once for both."""
     weight = model.settings.fusion_weight
-    dense = log_probs(model, item_seq, item_seq_len, user)
     if weight == 0.0:
-        return dense
-    return fuse(id_ranking.full_sort_scores(model, item_seq, item_seq_len, user), dense, weight)
+        return log_probs(model, item_seq, item_seq_len, user)
+    states = torch.empty(len(item_seq), model.settings.d_model, device=item_seq.device)
+    generative = id_ranking.full_sort_scores(model, item_seq, item_seq_len, user, states=states)
+    return fuse(generative, log_softmax_over_items(model, states), weight)
 
 
 @torch.no_grad()

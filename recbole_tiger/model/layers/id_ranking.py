@@ -19,6 +19,7 @@ class IncrementalDecoding:
 
     def __init__(self, model, memory, mask):
         self.model = model
+        self.memory = memory                                                # [B, S, D] (the dense head reads it too)
         self.batch_size = memory.shape[0]
         self.cache = model.decoder.start(memory, mask)
 
@@ -95,14 +96,18 @@ def predict_scores(model, item_seq, seq_len, user, item):
 
 
 @torch.no_grad()
-def full_sort_scores(model, item_seq, seq_len, user):
-    """[B, n_items] scores: generated items by ID log-probability (beam or exact), all others -inf."""
+def full_sort_scores(model, item_seq, seq_len, user, states=None):
+    """[B, n_items] scores: generated items by ID log-probability (beam or exact), all others -inf.
+    ``states`` [B, D]: filled with each history's last-item encoder state from the same encoder pass
+    (the dense head's input), so a fused ranking encodes every history once."""
     exact = model.settings.eval_mode == "exact"
     out = None
     for bucket, n in model.length_buckets(seq_len):
         # exact mode: a bucket's [users, N_l, K_l] log-probs can be large; split further
         for idx in bucket.split(exact_users_per_chunk(model.trie)) if exact else [bucket]:
             decoder = start_decoding(model, item_seq[idx, :n], seq_len[idx], user[idx])
+            if states is not None:
+                states[idx] = model.last_item_state(decoder.memory, seq_len[idx]).to(states.dtype)
             if exact:
                 score = exact_leaf_scores(decoder, model.trie, len(idx), node_bias=node_bias(model))
                 leaf = torch.arange(score.shape[1], device=score.device).expand_as(score)
