@@ -9,7 +9,7 @@ not 0.0; with some, ``cold_targets`` says how many the metrics average over.
 import torch
 from recbole.utils import EvaluatorType, set_color
 
-from recbole_tiger.data.cold_items import cold_item_mask
+from recbole_tiger.data.cold_items import ColdItemSettings, cold_item_mask
 
 
 class ColdStartMetrics:
@@ -58,7 +58,7 @@ class ColdStartMixin:
     def __init__(self, config, model):
         super().__init__(config, model)
         self._cold_start = None  # ColdStartMetrics while evaluating
-        self.cold_start_eval = self.run_settings.cold_start_eval or float(config["cold_item_ratio"] or 0) > 0
+        self.cold_start_eval = self.run_settings.cold_start_eval or ColdItemSettings.from_config(config).on
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         dataset = eval_data._dataset

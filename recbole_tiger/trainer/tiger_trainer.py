@@ -70,10 +70,8 @@ class TIGERTrainer(Trainer):
         if self.topk_output:
             interaction, _, positive_u, positive_i = batched_data
             values, indices = self.model.full_sort_topk(interaction.to(self.device), max(self.config["topk"]))
-            out = interaction, TopKScores(values, indices, self.model.n_items), positive_u, positive_i
-        else:
-            out = super()._full_sort_batch_eval(batched_data)
-        return out
+            return interaction, TopKScores(values, indices, self.model.n_items), positive_u, positive_i
+        return super()._full_sort_batch_eval(batched_data)
 
     # ------------------------------------------------------------------ beam vs exact
     def beam_check(self, eval_data):
