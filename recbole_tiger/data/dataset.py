@@ -80,6 +80,10 @@ class TextNNDataset(TIGERDataset):
     """TextNN scores with the items' text embeddings, which the semantic-ID artifact holds."""
 
 
+class RPGDataset(TIGERDataset):
+    """RPG's long semantic IDs and the row ranks its window training reads."""
+
+
 def create_dataset(config):
     """The dataset for ``config['model']``: ``<Model>Dataset`` of this module if we define one
     (TIGER's owns the semantic IDs), else RecBole's choice (and its saved-dataset cache); then,

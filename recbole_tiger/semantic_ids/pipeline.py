@@ -31,6 +31,7 @@ from recbole_tiger.semantic_ids.item_text import (
     top_category,
 )
 from recbole_tiger.semantic_ids.kmeans import residual_kmeans
+from recbole_tiger.semantic_ids.opq import opq_codes
 from recbole_tiger.semantic_ids.rqvae import train_rqvae
 from recbole_tiger.semantic_ids.settings import SemanticIDSettings
 from recbole_tiger.atomic_io import atomic_torch_save, sha256_file, stable_hash
@@ -210,7 +211,7 @@ def build_artifact(inputs, config):
 
 def quantize(embeddings, params, device, seed, extra=None):
     """Codes [N, n_levels] (cpu), reconstruction MSE (None for rqkmeans), training history.
-    ``extra`` [N, d'] (co-purchase vectors, rqkmeans only) joins the embeddings with weight
+    ``extra`` [N, d'] (co-purchase vectors; rqkmeans and opq) joins the embeddings with weight
     ``sid_collaborative_weight``."""
     threads = torch.get_num_threads()
     if device.type == "cpu" and params.sid_num_threads:
@@ -238,23 +239,35 @@ def _quantize(embeddings, params, device, seed, extra=None):
                 f"Only {len(embeddings)} items but sid_codebook_size={k}: codebooks cannot be "
                 "initialised; lower sid_codebook_size."
             )
-        if params.sid_quantizer == "rqkmeans":
-            # one float32 copy of the (possibly memory-mapped) embeddings, standardised in place as
-            # the RQ-VAE does, then reused as k-means' residual buffer: ~2 x N x D x 4 bytes at the peak
-            x = torch.tensor(np.asarray(embeddings), dtype=torch.float32, device=device)
-            x = standardise(x, inplace=True)
-            if extra is not None:
-                # each block standardised, then the co-purchase block scaled so its total variance is
-                # `weight` x the text block's; items without pairs sit at its centre (0)
-                c = torch.as_tensor(extra, dtype=torch.float32, device=device)
-                has_pairs = c.abs().sum(1, keepdim=True) > 0
-                c = standardise(c) * has_pairs
-                c = c * (params.sid_collaborative_weight * x.shape[1] / c.shape[1]) ** 0.5
-                x = torch.cat([x, c], dim=1)
+        if params.sid_quantizer in ("rqkmeans", "opq"):
+            x = _kmeans_input(embeddings, params, device, extra)
+            if params.sid_quantizer == "opq":
+                codes = torch.from_numpy(opq_codes(x.cpu().numpy(), n_codebooks=n_levels, codebook_size=k,
+                                                   seed=seed, iters=params.sid_kmeans_iters))
+                logger.info(f"OPQ: {level_usage_and_perplexity(codes, [k] * n_levels)}")
+                return codes, None, []
             _, codes = residual_kmeans(x, n_levels, k, generator, params.sid_kmeans_iters, overwrite_input=True)
             logger.info(f"Residual k-means: {level_usage_and_perplexity(codes.cpu(), [k] * n_levels)}")
             return codes.cpu(), None, []
         return train_rqvae(embeddings, params, device, generator)
+
+
+def _kmeans_input(embeddings, params, device, extra):
+    """[N, D (+ d')] float32: the embeddings standardised (as the RQ-VAE does) and, with ``extra``,
+    the co-purchase block joined at weight ``sid_collaborative_weight``. One float32 copy of the
+    (possibly memory-mapped) embeddings, standardised in place, which residual k-means then reuses
+    as its residual buffer: ~2 x N x D x 4 bytes at the peak."""
+    x = torch.tensor(np.asarray(embeddings), dtype=torch.float32, device=device)
+    x = standardise(x, inplace=True)
+    if extra is not None:
+        # each block standardised, then the co-purchase block scaled so its total variance is
+        # `weight` x the text block's; items without pairs sit at its centre (0)
+        c = torch.as_tensor(extra, dtype=torch.float32, device=device)
+        has_pairs = c.abs().sum(1, keepdim=True) > 0
+        c = standardise(c) * has_pairs
+        c = c * (params.sid_collaborative_weight * x.shape[1] / c.shape[1]) ** 0.5
+        x = torch.cat([x, c], dim=1)
+    return x
 
 
 def _category_agreement(table, tokens, first_codes, params):

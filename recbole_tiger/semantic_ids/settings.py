@@ -15,7 +15,7 @@ from recbole_tiger.settings import read_settings
 
 TIGER_YAML = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "properties", "model", "TIGER.yaml")
-QUANTIZERS = ("rqkmeans", "rqvae")
+QUANTIZERS = ("rqkmeans", "rqvae", "opq")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SemanticIDSettings:
     sid_dead_code_threshold: int
     sid_seed: Optional[int]
     sid_num_threads: Optional[int]
-    # co-purchase features mixed into the text embedding (collaborative.py; rqkmeans only)
+    # co-purchase features mixed into the text embedding (collaborative.py; rqkmeans and opq)
     sid_collaborative_weight: float
     sid_collaborative_dim: int
     sid_collaborative_window: int
@@ -65,12 +65,12 @@ class SemanticIDSettings:
     def __post_init__(self):
         object.__setattr__(self, "sid_hidden_sizes", [int(h) for h in self.sid_hidden_sizes])
         if self.sid_quantizer not in QUANTIZERS:
-            raise ValueError(f"sid_quantizer={self.sid_quantizer!r}: expected rqvae or rqkmeans.")
+            raise ValueError(f"sid_quantizer={self.sid_quantizer!r}: expected one of {', '.join(QUANTIZERS)}.")
         if self.sid_collaborative_weight < 0:
             raise ValueError(f"sid_collaborative_weight={self.sid_collaborative_weight}: expected >= 0.")
-        if self.sid_collaborative_weight > 0 and self.sid_quantizer != "rqkmeans":
+        if self.sid_collaborative_weight > 0 and self.sid_quantizer == "rqvae":
             raise ValueError(f"sid_quantizer: {self.sid_quantizer} needs sid_collaborative_weight: 0 (co-purchase "
-                             "vectors mix only into residual k-means: the RQ-VAE standardises every input dimension, "
+                             "vectors mix only into the k-means quantizers (rqkmeans, opq): the RQ-VAE standardises every input dimension, "
                              "which would undo the weight).")
 
     @property
@@ -85,7 +85,7 @@ class SemanticIDSettings:
     def code_inputs(self):
         """The settings that determine the codes, hence the artifact key. The others only guard
         (missing-text ratio), log, or say where files go; changing them must not force a rebuild.
-        rqkmeans ignores the RQ-VAE training keys; the co-purchase keys count only when they are
+        rqkmeans and opq ignore the RQ-VAE training keys; the co-purchase keys count only when they are
         used, so text-only artifacts keep their keys."""
         keys = [k for k in CODE_KEYS if self.sid_quantizer == "rqvae" or k not in RQVAE_ONLY_KEYS]
         if self.uses_collaborative:

@@ -6,7 +6,7 @@ from recbole.utils import get_trainer as recbole_get_trainer
 from recbole_tiger.trainer.cold_start import ColdStartMixin
 from recbole_tiger.trainer.history_exclusion import ExcludeHistoryMixin
 from recbole_tiger.trainer.settings import RunSettings
-from recbole_tiger.trainer.tiger_trainer import TIGERTrainer  # noqa: F401
+from recbole_tiger.trainer.tiger_trainer import RPGTrainer, TIGERTrainer  # noqa: F401
 from recbole_tiger.trainer.time_budget import TimeBudgetMixin
 
 _MIXED = {}

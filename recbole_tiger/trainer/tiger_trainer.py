@@ -29,7 +29,7 @@ class TIGERTrainer(Trainer):
         self.tiger_settings = TIGERTrainerSettings.from_config(config)  # before RecBole builds the optimizer
         super().__init__(config, model)
         # eval_output: topk — the model hands over each user's top-K, never a [users x items] matrix
-        self.topk_output = model.settings.eval_output == "topk"
+        self.topk_output = hasattr(model, "full_sort_topk") and model.settings.eval_output == "topk"
         if self.topk_output:
             self.eval_collector = TopKCollector(config)
 
@@ -78,3 +78,7 @@ class TIGERTrainer(Trainer):
         """After testing: how often beam search's top-K differs from the exact top-K on the first
         ``beam_check_users`` users of ``eval_data`` (None when off)."""
         return beam_vs_exact(self.model, eval_data, self.tiger_settings.beam_check_users)
+
+
+class RPGTrainer(TIGERTrainer):
+    """RPG trains with TIGER's schedules (``lr_scheduler``, ``warmup_steps``) and ranks every item."""
