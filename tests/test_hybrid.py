@@ -29,6 +29,11 @@ def test_item_vectors_are_unit_and_features_are_checked():
     codes = torch.tensor([[-1, -1], [0, 1], [1, 0], [2, 3], [3, 3]])
     items = head.item_vectors(emb, codes, torch.tensor([0, 4]))
     assert torch.allclose(items[1:].norm(dim=-1), torch.ones(4))
+    unseen = torch.tensor([False, False, False, True, False])       # item 3: no training interaction
+    cold = head.item_vectors(emb, codes, torch.tensor([0, 4]), unseen=unseen)
+    assert torch.equal(cold[[0, 1, 2, 4]], items[[0, 1, 2, 4]])
+    codes_only = emb.weight[[2 + 2, 3 + 4 + 2]].sum(0)                 # its codes 2, 3 (level offsets 0, 4; N_SPECIAL 2)
+    assert torch.allclose(cold[3], torch.nn.functional.normalize(codes_only, dim=0))
     with pytest.raises(ValueError, match="dense_item_features"):
         DenseHead(d_model=8, n_items=5, features=["pixels"], temperature=0.1)
     with pytest.raises(ValueError, match="text embeddings"):

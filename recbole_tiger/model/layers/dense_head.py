@@ -2,7 +2,8 @@
 
 An item's dense vector is the sum of the features named in ``dense_item_features``:
   codes  the sum of its semantic-ID code embeddings (TIGER's own token embeddings, shared)
-  id     an embedding of its own item id (what SASRec scores with)
+  id     an embedding of its own item id (what SASRec scores with); an item with no training
+         interaction (a cold item) is represented by its other features only
   text   a learned projection of its text embedding (the one its semantic ID was built from)
 The user vector is the encoder state of the most recent history item, projected. Scores are
 cosine similarities over a temperature, trained with full-softmax cross-entropy next to the ID
@@ -39,16 +40,21 @@ class DenseHead(nn.Module):
             self.register_buffer("text_embeddings", text_embeddings.float().clone(), persistent=False)  # [n_items, d_t]
             self.text_proj = nn.Linear(text_embeddings.shape[1], d_model, bias=False)
 
-    def item_vectors(self, token_embedding, item_codes, level_offset):
-        """[n_items, D] unit item vectors (row 0, padding, is never a target)."""
+    def item_vectors(self, token_embedding, item_codes, level_offset, unseen=None):
+        """[n_items, D] unit item vectors (row 0, padding, is never a target). ``unseen`` [n_items]
+        bool: items without a training interaction, whose id embedding was only ever pushed away
+        as a negative; with another feature they are represented without it."""
         parts = []
         if "codes" in self.features:
             tokens = torch.where(item_codes >= 0, item_codes + level_offset + N_SPECIAL, PAD)   # [n_items, L]
             parts.append(token_embedding(tokens).sum(1))
-        if self.id_embedding is not None:
-            parts.append(self.id_embedding.weight)
         if self.text_proj is not None:
             parts.append(self.text_proj(self.text_embeddings))
+        if self.id_embedding is not None:
+            ids = self.id_embedding.weight
+            if parts and unseen is not None:
+                ids = torch.where(unseen[:, None], 0.0, ids)
+            parts.append(ids)
         return F.normalize(torch.stack(parts).sum(0), dim=-1)
 
     def logits(self, states, items):
@@ -80,7 +86,8 @@ def item_logits(model, states):
     an output head, so outside bf16 autocast like its code logits)."""
     head = model.dense_head
     with torch.autocast(states.device.type, enabled=False):
-        items = head.item_vectors(model.token_embedding, model.item_codes, model.level_offset)
+        items = head.item_vectors(model.token_embedding, model.item_codes, model.level_offset,
+                                  unseen=model.item_train_count == 0)
         return head.logits(states.float(), items)
 
 
