@@ -37,6 +37,7 @@ KEY_HYPERPARAMETERS = [
     "sid_quantizer", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
 ]
 REFERENCE_DATASET = "amazon-beauty"  # the published numbers below are for this dataset only
+LOSS_TYPES = {"TIGER": "CE over semantic-ID tokens", "RPG": "CE over parallel semantic-ID codes"}  # no loss_type key
 REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
     "TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
     "SASRec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
@@ -127,7 +128,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "n_params": result["n_params"],
         **{f"beam_{k}": v for k, v in (result.get("beam_check") or {}).items()},
-        "loss_type": config["loss_type"] or ("CE over semantic-ID tokens" if model == "TIGER" else "none"),
+        "loss_type": config["loss_type"] or LOSS_TYPES.get(model, "none"),
         "history_length": config["MAX_ITEM_LIST_LENGTH"],
         "hyperparameters": "; ".join(f"{k}={config[k]}" for k in KEY_HYPERPARAMETERS if config[k] is not None),
         "commit": commit,
