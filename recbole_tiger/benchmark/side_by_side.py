@@ -34,7 +34,7 @@ KEY_HYPERPARAMETERS = [
     "learning_rate", "train_batch_size", "hidden_size", "d_model", "n_layers", "n_encoder_layers",
     "n_decoder_layers", "n_heads", "d_head", "d_ff", "hidden_dropout_prob", "dropout_prob", "mask_ratio",
     "encoder_tokens", "train_targets", "backbone", "n_user_tokens", "weight_decay", "lr_scheduler", "warmup_steps",
-    "sid_quantizer", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
+    "sid_quantizer", "sid_n_levels", "code_temperature", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
 ]
 REFERENCE_DATASET = "amazon-beauty"  # the published numbers below are for this dataset only
 LOSS_TYPES = {"TIGER": "CE over semantic-ID tokens", "RPG": "CE over parallel semantic-ID codes"}  # no loss_type key
