@@ -73,6 +73,7 @@ _DEFAULT_ROWS = (
     ("SASRec", {"model": "SASRec", "variant": ""}),
     ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
+    ("RPG (parallel semantic IDs, RPG.yaml; learning rate chosen on valid)", {"model": "RPG", "@best": "valid_ndcg@10"}),
     ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": ""}),
     ("BERT4Rec", {"model": "BERT4Rec", "variant": ""}),
 )
@@ -82,6 +83,7 @@ HEADLINES = (
         ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid",
                                                                       "seed": "2020"}),
         ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": "preset-copurchase-0.3", "seed": "2020"}),
+        ("RPG (parallel semantic IDs, RPG.yaml; learning rate chosen on valid)", {"model": "RPG", "@best": "valid_ndcg@10"}),
         ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": "paper-preset"}),
         ("BERT4Rec", {"model": "BERT4Rec", "variant": "", "seed": "2020"}),
     )),
@@ -113,6 +115,9 @@ _COLD_ROWS = (
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
     ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
     ("TIGER + dense head with the text feature", {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text"}),
+    ("TIGER + dense head over codes and text (no id feature)", {"model": "TIGER", "preset": "cpu",
+                                                                "variant": "hybrid-codes-text"}),
+    ("RPG (parallel semantic IDs, RPG.yaml)", {"model": "RPG", "@best": "valid_ndcg@10"}),
 )
 COLD_HEADLINES = (
     ("amazon-beauty-cold-start", "Amazon Beauty, cold-start protocol", _COLD_ROWS),

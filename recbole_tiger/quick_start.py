@@ -174,6 +174,17 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     }
 
 
+def add_missing_defaults(config):
+    """Keys the plugin's properties define today that a checkpoint's ``config`` lacks (it was
+    written by an older version) get today's defaults for its model and dataset; returns them."""
+    data_root = os.path.dirname(os.path.normpath(config["data_path"]))
+    current = Config(model=config["model"], dataset=config["dataset"], config_dict={"data_path": data_root})
+    added = sorted(set(current.final_config_dict) - set(config.final_config_dict))
+    for key in added:
+        config[key] = current[key]
+    return added
+
+
 def load_data_and_model(model_file):
     """Rebuild config, data splits and the trained model from a checkpoint file."""
     checkpoint = load_checkpoint(model_file)
@@ -183,9 +194,13 @@ def load_data_and_model(model_file):
     config.compatibility_settings()
     if not config["single_spec"]:  # a checkpoint of distributed training, loaded in one process
         config["single_spec"], config["world_size"] = True, 1
+    added = add_missing_defaults(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
+    if added:
+        logger.info(f"{model_file} was written before these settings existed; they take today's defaults: "
+                    + ", ".join(f"{k}={config[k]}" for k in added))
     logger.info(config)
     dataset, train_data, valid_data, test_data = prepare_data(config)
     logger.info(dataset)

@@ -100,3 +100,17 @@ def test_cosine_schedule_reaches_zero_at_the_last_epoch_and_resumes(tiny_config)
     a, b = saved["state_dict"], load_checkpoint(rest["resume_file"])["state_dict"]
     weights = [k for k in a if torch.is_tensor(a[k])]  # (TIGER also keeps its semantic-ID tables here)
     assert weights and all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default(tiny_config, tmp_path):
+    from recbole_tiger.quick_start import load_data_and_model
+
+    result = run_recbole_tiger("SASRec", config_dict={**tiny_config, "epochs": 1})
+    checkpoint = load_checkpoint(result["saved_model_file"])
+    del checkpoint["config"].final_config_dict["train_session_limit"]          # a key added later
+    old = tmp_path / "old.pth"
+    torch.save(checkpoint, old)
+    config, model, _, _, _, test_data = load_data_and_model(str(old))
+    assert "train_session_limit" in config.final_config_dict and config["train_session_limit"] is None
+    trainer = build_trainer(config, model)                                       # reads every run setting
+    assert trainer.evaluate(test_data, load_best_model=False)["ndcg@10"] >= 0.0
