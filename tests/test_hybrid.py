@@ -71,3 +71,14 @@ def test_dense_head_off_adds_no_parameters(tiny_config):
     result = run_recbole_tiger("TIGER", config_dict={**tiny_config, **TINY, "epochs": 1})
     _, model, _, _, _, _ = load_data_and_model(result["saved_model_file"])
     assert model.dense_head is None and not any("dense" in k for k in model.state_dict())
+
+
+def test_items_without_training_interactions_are_no_negatives():
+    head = DenseHead(d_model=4, n_items=4, features=["id"], temperature=1.0)
+    logits = torch.tensor([[0.0, 1.0, 5.0, 0.5]], requires_grad=True)
+    unseen = torch.tensor([False, False, True, False])
+    masked = head.loss(logits, torch.tensor([1]), unseen=unseen)
+    assert torch.isclose(masked, -torch.log_softmax(torch.tensor([1.0, 0.5]), 0)[0])   # only items 1 and 3 compete
+    masked.backward()
+    assert logits.grad[0, 2] == 0.0                                                      # nothing pushes item 2 away
+    assert head.loss(logits, torch.tensor([1])) > masked

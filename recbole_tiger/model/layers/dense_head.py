@@ -7,8 +7,8 @@ An item's dense vector is the sum of the features named in ``dense_item_features
   text   a learned projection of its text embedding (the one its semantic ID was built from)
 The user vector is the encoder state of the most recent history item, projected. Scores are
 cosine similarities over a temperature, trained with full-softmax cross-entropy next to the ID
-loss (LIGER, Yang et al. 2024). At ranking time the dense log-softmax over every item is fused
-with the generative scores: ``dense + fusion_weight * generative``, where an item outside the
+loss (LIGER, Yang et al. 2024); items without a training interaction are no negatives. At
+ranking time the dense log-softmax over every item is fused with the generative scores: ``dense + fusion_weight * generative``, where an item outside the
 beam gets its user's lowest beam score (weight 0 = the dense ranking alone).
 """
 import torch
@@ -62,10 +62,14 @@ class DenseHead(nn.Module):
         users = F.normalize(self.user_proj(states), dim=-1)
         return users @ items.T / self.temperature
 
-    def loss(self, logits, target_items):
-        """Full-softmax cross-entropy of the target items.  logits [B, n_items], target_items [B]"""
+    def loss(self, logits, target_items, unseen=None):
+        """Full-softmax cross-entropy of the target items.  logits [B, n_items], target_items [B];
+        ``unseen`` [n_items] bool: items without a training interaction, never a target, are not
+        negatives either (else every step pushes them away from every user, cold items included)."""
         logits = logits.float().clone()
         logits[:, 0] = float("-inf")                                              # the padding item
+        if unseen is not None:
+            logits[:, unseen] = float("-inf")
         return F.cross_entropy(logits, target_items)
 
 
@@ -92,7 +96,7 @@ def item_logits(model, states):
 
 
 def dense_loss(model, states, target_items):
-    return model.dense_head.loss(item_logits(model, states), target_items)
+    return model.dense_head.loss(item_logits(model, states), target_items, unseen=model.item_train_count == 0)
 
 
 @torch.no_grad()
