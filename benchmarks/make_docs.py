@@ -115,6 +115,8 @@ _COLD_ROWS = (
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
     ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
     ("TIGER + dense head with the text feature", {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text"}),
+    ("TIGER + dense head with the text feature, unseen items no negatives", {"model": "TIGER", "preset": "cpu",
+                                                                            "variant": "hybrid-text-masked"}),
     ("TIGER + dense head over codes and text (no id feature)", {"model": "TIGER", "preset": "cpu",
                                                                 "variant": "hybrid-codes-text"}),
     ("RPG (parallel semantic IDs, RPG.yaml)", {"model": "RPG", "@best": "valid_ndcg@10"}),
