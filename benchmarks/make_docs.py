@@ -73,7 +73,7 @@ _DEFAULT_ROWS = (
     ("SASRec", {"model": "SASRec", "variant": ""}),
     ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
-    ("RPG (parallel semantic IDs, RPG.yaml; learning rate chosen on valid)", {"model": "RPG", "@best": "valid_ndcg@10"}),
+    ("RPG (parallel semantic IDs, RPG.yaml)", {"model": "RPG", "@best": "valid_ndcg@10"}),
     ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": ""}),
     ("BERT4Rec", {"model": "BERT4Rec", "variant": ""}),
 )
@@ -83,7 +83,7 @@ HEADLINES = (
         ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid",
                                                                       "seed": "2020"}),
         ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": "preset-copurchase-0.3", "seed": "2020"}),
-        ("RPG (parallel semantic IDs, RPG.yaml; learning rate chosen on valid)", {"model": "RPG", "@best": "valid_ndcg@10"}),
+        ("RPG (parallel semantic IDs, RPG.yaml)", {"model": "RPG", "@best": "valid_ndcg@10"}),
         ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": "paper-preset"}),
         ("BERT4Rec", {"model": "BERT4Rec", "variant": "", "seed": "2020"}),
     )),
