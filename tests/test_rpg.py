@@ -81,3 +81,13 @@ def test_run_end_to_end(tiny_config):
     result = run_recbole_tiger("RPG", config_dict={**tiny_config, **RPG_TINY})
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
     assert result["best_valid_result"] is not None
+
+
+def test_a_dataset_without_semantic_ids_gets_a_clear_error(tiny_config):
+    from recbole.data import create_dataset
+
+    from recbole_tiger.model.sequential_recommender.rpg import RPG
+
+    config = Config(model="RPG", config_dict={**tiny_config, **RPG_TINY})
+    with pytest.raises(ValueError, match="RPG needs TIGERDataset's semantic IDs; got a SequentialDataset"):
+        RPG(config, create_dataset(config))

@@ -113,6 +113,18 @@ def attach_training_counts(train, *others):
         dataset.item_train_count = counts
 
 
+def dataset_semantic_ids(dataset, model_name, *, text_embeddings=False):
+    """``dataset``'s semantic IDs (TIGERDataset's artifact), with the items' text embeddings when
+    ``text_embeddings``; a ValueError that names what ``model_name`` needs otherwise."""
+    semantic_ids = getattr(dataset, "semantic_ids", None)
+    if semantic_ids is None or (text_embeddings and semantic_ids.item_embeddings is None):
+        what = "the items' text embeddings of TIGERDataset's semantic-ID artifact" if text_embeddings \
+            else "TIGERDataset's semantic IDs"
+        raise ValueError(f"{model_name} needs {what}; got a {type(dataset).__name__}. Create the dataset with "
+                         "recbole_tiger.data.dataset.create_dataset (run_recbole_tiger.py and quick_start do).")
+    return semantic_ids
+
+
 def check_vocabulary(settings, sid):
     """The model's vocabulary is sized from the artifact: it must be the one the settings ask for."""
     n_levels, size, dedup = settings.sid_n_levels, settings.sid_codebook_size, settings.sid_dedup

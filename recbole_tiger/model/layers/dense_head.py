@@ -8,8 +8,9 @@ An item's dense vector is the sum of the features named in ``dense_item_features
 The user vector is the encoder state of the most recent history item, projected. Scores are
 cosine similarities over a temperature, trained with full-softmax cross-entropy next to the ID
 loss (LIGER, Yang et al. 2024); items without a training interaction are no negatives. At
-ranking time the dense log-softmax over every item is fused with the generative scores: ``dense + fusion_weight * generative``, where an item outside the
-beam gets its user's lowest beam score (weight 0 = the dense ranking alone).
+ranking time the dense log-softmax over every item is fused with the generative scores:
+``dense + fusion_weight * generative``, where an item outside the beam gets its user's lowest
+beam score (weight 0 = the dense ranking alone).
 """
 import torch
 import torch.nn.functional as F

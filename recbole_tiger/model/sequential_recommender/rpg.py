@@ -27,6 +27,7 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
+from recbole_tiger.data.dataset import dataset_semantic_ids
 from recbole_tiger.model.layers.history_encoding import length_buckets
 from recbole_tiger.model.layers.transformer import Encoder
 from recbole_tiger.model.layers.window_training import training_windows
@@ -52,10 +53,7 @@ class RPG(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        semantic_ids = getattr(dataset, "semantic_ids", None)
-        if semantic_ids is None:
-            raise ValueError("RPG needs TIGERDataset's semantic IDs; create the dataset with "
-                             "recbole_tiger.data.dataset.create_dataset.")
+        semantic_ids = dataset_semantic_ids(dataset, "RPG")
         if semantic_ids.dedup:
             raise ValueError("RPG: its codes are predicted in parallel and need no collision code; "
                              "set sid_dedup: False (properties/model/RPG.yaml does).")

@@ -17,6 +17,8 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
+from recbole_tiger.data.dataset import dataset_semantic_ids
+
 
 class TextNN(SequentialRecommender):
     input_type = InputType.POINTWISE
@@ -25,10 +27,7 @@ class TextNN(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        semantic_ids = getattr(dataset, "semantic_ids", None)
-        if semantic_ids is None or semantic_ids.item_embeddings is None:
-            raise ValueError("TextNN needs the items' text embeddings of TIGERDataset's semantic-ID artifact; "
-                             "create the dataset with recbole_tiger.data.dataset.create_dataset.")
+        semantic_ids = dataset_semantic_ids(dataset, "TextNN", text_embeddings=True)
         self.decay = float(config["text_nn_decay"])
         if not 0.0 < self.decay <= 1.0:
             raise ValueError(f"TextNN: text_nn_decay={self.decay}, expected 0 < decay <= 1 (1 = plain mean).")
