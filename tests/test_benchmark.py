@@ -167,6 +167,33 @@ def test_both_protocols_from_one_run_and_a_retest_of_its_checkpoint(tiny_config,
         main(common + [f"--retest={tmp_path / 'other.pth'}"])
     with pytest.raises(SystemExit, match="--protocols"):
         main(common + ["--protocols=masked"])
+    with pytest.raises(SystemExit, match="--variant"):
+        main(common + [f"--retest={rep['checkpoint']}", "--ranking=beam_size=20"])
+    with pytest.raises(SystemExit, match="no ranking settings"):
+        main(common + [f"--retest={rep['checkpoint']}", "--ranking=beam_size=20", "--variant=b20"])
+
+
+def test_retest_with_other_ranking_settings(tiny_config, tmp_path):
+    """--retest --ranking: a trained TIGER's rows under other ranking settings, valid measured
+    with them, labelled by --variant, the trained rows kept."""
+    results = tmp_path / "results"
+    common = [f"--dataset={tiny_config['dataset']}", "--models=TIGER", "--budget=0.5", f"--results_dir={results}",
+              f"--data_path={tiny_config['data_path']}", f"--checkpoint_dir={tiny_config['checkpoint_dir']}",
+              "--epochs=1", "--state=WARNING", "--MAX_ITEM_LIST_LENGTH=10", "--user_inter_num_interval=[0,inf)",
+              "--item_inter_num_interval=[0,inf)", "--tiger_preset=paper", "--dense_head=True", "--d_model=32",
+              "--n_heads=2", "--d_head=16", "--d_ff=64", "--sid_n_levels=2", "--sid_codebook_size=4",
+              "--sid_quantizer=rqkmeans", "--beam_size=10", "--beam_check_users=0"]
+    main(common)
+    trained = list(csv.DictReader(open(results / "tiny.csv")))
+    main(common + [f"--retest={trained[0]['checkpoint']}", "--ranking=text_fusion_weight=2.0,fusion_weight=0",
+                   "--variant=text2"])
+    rows = {r["variant"]: r for r in csv.DictReader(open(results / "tiny.csv"))}
+    assert set(rows) == {"", "text2"}
+    assert rows["text2"]["overrides"].endswith("--text_fusion_weight=2.0 --fusion_weight=0")
+    assert rows["text2"]["valid_ndcg@10"] != rows[""]["valid_ndcg@10"]
+    assert {k: v for k, v in rows[""].items() if k != "retested"} == trained[0]      # the trained row kept
+    with pytest.raises(SystemExit, match="text_nn_decay"):
+        main(common + [f"--retest={trained[0]['checkpoint']}", "--ranking=text_nn_decay=2", "--variant=x"])
 
 
 def test_commit_stamp_ignores_results_and_docs(tmp_path, monkeypatch):

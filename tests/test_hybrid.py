@@ -82,3 +82,50 @@ def test_items_without_training_interactions_are_no_negatives():
     masked.backward()
     assert logits.grad[0, 2] == 0.0                                                      # nothing pushes item 2 away
     assert head.loss(logits, torch.tensor([1])) > masked
+
+
+def test_text_term_and_cold_candidates(tiny_config):
+    """text_fusion_weight adds w x cosine(item text, decayed history text) / temperature, history
+    items at the user's lowest; cold_candidates ranks only beam items and untrained items, by
+    the dense (+ text) score alone."""
+    import torch.nn.functional as F
+
+    from recbole_tiger.model.layers import dense_head, id_ranking
+
+    config = {**tiny_config, **TINY, "dense_head": True, "cold_item_ratio": 0.2, "cold_item_seed": 7}
+    result = run_recbole_tiger("TIGER", config_dict=config)
+    _, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
+    model.eval()
+    batch = next(iter(test_data))[0]
+    seq, seq_len, user = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN], batch[model.USER_ID]
+    plain = model.full_sort_predict(batch)
+
+    model.set_ranking(text_fusion_weight=0.5, text_nn_decay=0.5)
+    with_text = model.full_sort_predict(batch)
+    text = model.item_text_emb
+    for row in range(3):
+        n = int(seq_len[row])
+        weights = 0.5 ** torch.arange(n - 1, -1, -1).float()                    # the latest item weighs 1
+        history = F.normalize((weights[:, None] * text[seq[row, :n]]).sum(0), dim=0)
+        cos = text @ history
+        in_history = torch.zeros(model.n_items, dtype=torch.bool)
+        in_history[seq[row, :n]] = True
+        in_history[0] = True
+        expected = torch.where(in_history, cos[~in_history].min(), cos) * 0.5 / model.settings.dense_temperature
+        diff = (with_text[row] - plain[row])[1:] - expected[1:]
+        assert diff.abs().max() < 1e-4
+
+    model.set_ranking(cold_candidates=True)
+    ruled = model.full_sort_predict(batch)
+    beam = torch.isfinite(id_ranking.full_sort_scores(model, seq, seq_len, user))
+    cold = (model.item_train_count == 0)[None].expand_as(beam).clone()
+    cold[:, 0] = False
+    assert cold.any()
+    assert torch.equal(torch.isfinite(ruled), beam | cold)                   # the candidates, nothing else
+    dense = dense_head.log_probs(model, seq, seq_len, user) + dense_head.text_term(model, seq, seq_len)
+    assert torch.allclose(ruled[beam | cold], dense[beam | cold])             # no generative term
+
+    with pytest.raises(ValueError, match="text_nn_decay"):
+        model.set_ranking(text_nn_decay=0.0)
+    with pytest.raises(ValueError, match="dense_head"):
+        run_recbole_tiger("TIGER", config_dict={**tiny_config, **TINY, "text_fusion_weight": 1.0})

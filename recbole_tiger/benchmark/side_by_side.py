@@ -273,12 +273,30 @@ def write_results(results_dir, dataset, new_rows, new_curves, name=None):
 
 
 # ----------------------------------------------------------------------------- command line
-def retest(results_dir, dataset, checkpoints, protocols, table=None):
+def parse_ranking(text):
+    """``"key=value,key=value"`` -> {key: value} (values as YAML reads them)."""
+    import yaml
+
+    changes = {}
+    for part in filter(None, (text or "").split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"benchmark: --ranking: {part!r}, expected key=value[,key=value...]")
+        changes[key.strip()] = yaml.safe_load(value)
+    return changes
+
+
+def retest(results_dir, dataset, checkpoints, protocols, table=None, ranking=None, variant=""):
     """Test checkpoints of runs already in ``results_dir``'s table under ``protocols``; each new
     row copies its run's row (training time, valid metrics, provenance) with the new test
-    metrics and protocol, and says when and with which commit it was tested."""
+    metrics and protocol, and says when and with which commit it was tested. ``ranking``
+    ({key: value}, the model's ``set_ranking`` settings) ranks differently: the rows then get
+    ``variant``, the settings in their overrides, and valid metrics measured with them too."""
     from recbole_tiger.quick_start import build_trainer, load_data_and_model
 
+    if ranking and not variant:
+        raise SystemExit("benchmark --retest --ranking: name the rows with --variant (they would replace "
+                         "the trained run's rows)")
     base = os.path.join(results_dir, table or dataset)
     rows = read_rows(base + ".csv")
     new_rows = []
@@ -287,14 +305,28 @@ def retest(results_dir, dataset, checkpoints, protocols, table=None):
                    and (r.get("protocol") or DEFAULT_PROTOCOL) == (r.get("selected_under") or DEFAULT_PROTOCOL)]
         if not trained:
             raise SystemExit(f"benchmark --retest: no row of {base}.csv has checkpoint {checkpoint}")
-        config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+        row = dict(trained[-1])
+        config, model, _, _, valid_data, test_data = load_data_and_model(checkpoint)
         config["resume_from"] = None
         trainer = build_trainer(config, model)
+        if ranking:
+            if not hasattr(model, "set_ranking"):
+                raise SystemExit(f"benchmark --retest --ranking: {type(model).__name__} has no ranking settings")
+            try:
+                model.set_ranking(**ranking)
+            except ValueError as err:
+                raise SystemExit(f"benchmark --retest --ranking: {err}")
+            trainer.set_protocol(row.get("selected_under") or DEFAULT_PROTOCOL)
+            valid = trainer.evaluate(valid_data, load_best_model=False)
+            settings = " ".join(f"--{k}={v}" for k, v in ranking.items())
+            row.update({"variant": variant, "overrides": f"{row.get('overrides') or ''} {settings}".strip(),
+                        **{f"valid_{m}": valid.get(m) for m in METRICS}})
+            print(f"{checkpoint} (valid, {settings}): " + ", ".join(f"{m}={valid.get(m)}" for m in METRICS))
         for protocol in protocols:
             trainer.set_protocol(protocol)
-            result = trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint)
-            new_rows.append({**protocol_row(trained[-1], protocol, result),
-                             "selected_under": trained[-1].get("selected_under") or DEFAULT_PROTOCOL,
+            result = trainer.evaluate(test_data, load_best_model=not ranking, model_file=checkpoint)
+            new_rows.append({**protocol_row(row, protocol, result),
+                             "selected_under": row.get("selected_under") or DEFAULT_PROTOCOL,
                              "retested": f"{utc_date()} at {git_commit()}"})
             print(f"{checkpoint} ({protocol}): " + ", ".join(f"{m}={result.get(m)}" for m in METRICS))
     write_results(results_dir, dataset, new_rows, {}, table)
@@ -374,6 +406,9 @@ def main(argv=None):
     parser.add_argument("--retest", default=None,
                         help="comma-separated checkpoints of runs already in the results table: test them under "
                              "--protocols and add those rows (no training)")
+    parser.add_argument("--ranking", default=None,
+                        help="with --retest: ranking settings of the model (set_ranking), key=value[,key=value]; "
+                             "the rows need --variant and get valid metrics measured with them")
     parser.add_argument("--cold_item_ratio", type=float, default=0.0,
                         help="the cold-start protocol for every model (cold_item_ratio, docs/evaluation-protocols.md): "
                              "its runs go to results/<dataset>-cold-start.csv")
@@ -404,7 +439,8 @@ def main(argv=None):
         return
 
     if args.retest:
-        rows = retest(args.results_dir, args.dataset, args.retest.split(","), protocols, table)
+        rows = retest(args.results_dir, args.dataset, args.retest.split(","), protocols, table,
+                      parse_ranking(args.ranking), args.variant)
         print(f"{len(rows)} rows added to {os.path.join(args.results_dir, table)}.{{md,csv,png}}")
         return
 

@@ -19,7 +19,8 @@ MODEL_YAML = "properties/model/TIGER.yaml"
 DEFINED_ELSEWHERE = {"topk": "properties/overall.yaml", "eval_exclude_history": "properties/overall.yaml"}
 # How a trained model ranks, not what it learned: the keys TIGER.set_ranking may change.
 RANKING_KEYS = ("eval_mode", "beam_size", "popularity_penalty", "eval_exclude_history", "tie_break",
-                "eval_output", "length_bucket_size", "fusion_weight")
+                "eval_output", "length_bucket_size", "fusion_weight", "text_fusion_weight", "text_nn_decay",
+                "cold_candidates")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class TIGERSettings:
     tie_break: str
     popularity_penalty: float
     fusion_weight: float
+    text_fusion_weight: float
+    text_nn_decay: float
+    cold_candidates: bool
     topk: list
 
     @classmethod
@@ -107,6 +111,15 @@ class TIGERSettings:
         if self.dense_temperature <= 0 or self.dense_loss_weight < 0 or self.fusion_weight < 0:
             raise ValueError(f"TIGER: dense_temperature={self.dense_temperature} (> 0), dense_loss_weight="
                              f"{self.dense_loss_weight}, fusion_weight={self.fusion_weight} (>= 0) out of range.")
+        if self.text_fusion_weight < 0 or not 0.0 < self.text_nn_decay <= 1.0:
+            raise ValueError(f"TIGER: text_fusion_weight={self.text_fusion_weight} (>= 0), text_nn_decay="
+                             f"{self.text_nn_decay} (0 < decay <= 1) out of range.")
+        if (self.text_fusion_weight > 0 or self.cold_candidates) and not self.dense_head:
+            raise ValueError(f"TIGER: text_fusion_weight={self.text_fusion_weight}, cold_candidates="
+                             f"{self.cold_candidates} are rankings of the dense head; set dense_head: True.")
+        if self.cold_candidates and self.eval_mode != "beam":
+            raise ValueError("TIGER: cold_candidates ranks the beam's items and the cold items; it needs "
+                             "eval_mode: beam (exact mode scores every item).")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"TIGER: label_smoothing={self.label_smoothing}, expected 0 <= ε < 1.")
         if self.beam_size < self.max_topk:

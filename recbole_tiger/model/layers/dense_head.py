@@ -10,13 +10,16 @@ cosine similarities over a temperature, trained with full-softmax cross-entropy 
 loss (LIGER, Yang et al. 2024); items without a training interaction are no negatives. At
 ranking time the dense log-softmax over every item is fused with the generative scores:
 ``dense + fusion_weight * generative``, where an item outside the beam gets its user's lowest
-beam score (weight 0 = the dense ranking alone).
+beam score (weight 0 = the dense ranking alone), plus ``text_fusion_weight`` x the cosine of the
+item's text with the history's (layers/text_similarity.py) over the dense temperature.
+``cold_candidates: True`` is LIGER's cold-start rule: only the beam's items and the items without
+a training interaction are ranked, by the dense (and text) score alone.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import id_ranking
+from . import id_ranking, text_similarity
 from .history_encoding import N_SPECIAL, PAD
 
 FEATURES = ("codes", "id", "text")
@@ -100,14 +103,31 @@ def dense_loss(model, states, target_items):
     return model.dense_head.loss(item_logits(model, states), target_items, unseen=model.item_train_count == 0)
 
 
-@torch.no_grad()
-def log_probs(model, item_seq, item_seq_len, user):
-    """[B, n_items] the dense log-softmax over every item (padding item -inf)."""
+def text_term(model, item_seq, item_seq_len):
+    """[B, n_items] ``text_fusion_weight`` x cosine(item text, history text) / dense temperature.
+    A history item is always close to its own history, which says nothing about buying it again,
+    so history items (and padding) get the user's lowest score: neither promoted nor removed."""
+    s = model.settings
+    cos = text_similarity.history_vectors(model.item_text_emb, item_seq, item_seq_len,
+                                          decay=s.text_nn_decay) @ model.item_text_emb.T     # [B, n_items]
+    in_history = text_similarity.history_mask(item_seq, model.n_items)
+    floor = torch.where(in_history, float("inf"), cos).amin(1, keepdim=True)                # [B, 1]
+    return s.text_fusion_weight / s.dense_temperature * torch.where(in_history, floor, cos)
+
+
+def encoded_states(model, item_seq, item_seq_len, user):
+    """[B, D] each history's last-item encoder state (the dense head's input)."""
     states = torch.empty(len(item_seq), model.settings.d_model, device=item_seq.device)
     for idx, n in model.length_buckets(item_seq_len):
         memory, _ = model.encode(item_seq[idx, :n], item_seq_len[idx], user[idx])
         states[idx] = model.last_item_state(memory, item_seq_len[idx]).float()      # [b, D]
-    return log_softmax_over_items(model, states)
+    return states
+
+
+@torch.no_grad()
+def log_probs(model, item_seq, item_seq_len, user):
+    """[B, n_items] the dense log-softmax over every item (padding item -inf)."""
+    return log_softmax_over_items(model, encoded_states(model, item_seq, item_seq_len, user))
 
 
 def log_softmax_over_items(model, states):
@@ -119,19 +139,32 @@ def log_softmax_over_items(model, states):
 
 @torch.no_grad()
 def fused_full_sort(model, item_seq, item_seq_len, user):
-    """[B, n_items]: dense log-softmax + fusion_weight x the beam's (or exact) ID scores; each
-    history is encoded once for both."""
-    weight = model.settings.fusion_weight
-    if weight == 0.0:
-        return log_probs(model, item_seq, item_seq_len, user)
-    states = torch.empty(len(item_seq), model.settings.d_model, device=item_seq.device)
-    generative = id_ranking.full_sort_scores(model, item_seq, item_seq_len, user, states=states)
-    return fuse(generative, log_softmax_over_items(model, states), weight)
+    """[B, n_items]: dense log-softmax + fusion_weight x the beam's (or exact) ID scores
+    (+ the text term); each history is encoded once for both. With ``cold_candidates``: the
+    beam's items and the items without training interactions by dense (+ text) score, others -inf."""
+    s = model.settings
+    needs_beam = s.fusion_weight != 0.0 or s.cold_candidates
+    states = torch.empty(len(item_seq), s.d_model, device=item_seq.device)
+    if needs_beam:
+        generative = id_ranking.full_sort_scores(model, item_seq, item_seq_len, user, states=states)
+    else:
+        states = encoded_states(model, item_seq, item_seq_len, user)
+    dense = log_softmax_over_items(model, states)
+    if s.text_fusion_weight != 0.0:
+        dense = dense + text_term(model, item_seq, item_seq_len)
+    if s.cold_candidates:
+        candidates = torch.isfinite(generative) | (model.item_train_count == 0)[None]
+        candidates[:, 0] = False
+        return torch.where(candidates, dense, float("-inf"))
+    return fuse(generative, dense, s.fusion_weight) if needs_beam else dense
 
 
 @torch.no_grad()
 def fused_rows(model, item_seq, item_seq_len, user, item, generative):
-    """Sampled evaluation: each (history, candidate) row's dense log-prob + fusion_weight x its
-    exact ID log-likelihood ``generative`` [R]."""
-    dense = log_probs(model, item_seq, item_seq_len, user).gather(1, item[:, None])[:, 0]
-    return dense + model.settings.fusion_weight * generative
+    """Sampled evaluation: each (history, candidate) row's dense log-prob (+ text term) +
+    fusion_weight x its exact ID log-likelihood ``generative`` [R] (every candidate is scored,
+    so ``cold_candidates`` does not apply)."""
+    dense = log_probs(model, item_seq, item_seq_len, user)
+    if model.settings.text_fusion_weight != 0.0:
+        dense = dense + text_term(model, item_seq, item_seq_len)
+    return dense.gather(1, item[:, None])[:, 0] + model.settings.fusion_weight * generative

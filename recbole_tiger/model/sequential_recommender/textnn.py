@@ -18,6 +18,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_tiger.data.dataset import dataset_semantic_ids
+from recbole_tiger.model.layers import text_similarity
 
 
 class TextNN(SequentialRecommender):
@@ -39,10 +40,7 @@ class TextNN(SequentialRecommender):
 
     def user_vectors(self, item_seq, item_seq_len):
         """item_seq [B, N] (left-aligned) -> [B, d]: sum of decay**(age) x item text, age 0 = the latest."""
-        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-        age = (item_seq_len[:, None] - 1 - positions).clamp(min=0).float()
-        weight = torch.where(positions < item_seq_len[:, None], self.decay ** age, 0.0)   # [B, N]
-        return F.normalize((weight[..., None] * self.item_text[item_seq]).sum(1), dim=-1)
+        return text_similarity.history_vectors(self.item_text, item_seq, item_seq_len, decay=self.decay)
 
     def calculate_loss(self, interaction):
         return self.fake_loss.sum() * 0.0

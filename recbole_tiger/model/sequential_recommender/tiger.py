@@ -72,15 +72,20 @@ class TIGER(SequentialRecommender):
         self.register_buffer("item_codes", semantic_ids.codes.long().clone())            # [n_items, L]
         self.register_buffer("item_train_count", dataset.item_train_count.long().clone())  # [n_items]
         self.use_tie_break = not self.dedup
-        if self.use_tie_break and s.tie_break == "cosine":
-            if semantic_ids.item_embeddings is None:
-                raise ValueError(
-                    "TIGER: tie_break=cosine needs SemanticIDs.item_embeddings (the items' text "
-                    f"embeddings), but the artifact {semantic_ids.artifact_path} has none; "
-                    "use tie_break: popularity or rebuild the artifact."
-                )
+        cosine_ties = self.use_tie_break and s.tie_break == "cosine"
+        if (cosine_ties or s.text_fusion_weight > 0) and semantic_ids.item_embeddings is None:
+            raise ValueError(
+                f"TIGER: tie_break={s.tie_break}, text_fusion_weight={s.text_fusion_weight} need "
+                "SemanticIDs.item_embeddings (the items' text embeddings), but the artifact "
+                f"{semantic_ids.artifact_path} has none; use tie_break: popularity and text_fusion_weight: 0, "
+                "or rebuild the artifact."
+            )
+        if semantic_ids.item_embeddings is not None and (cosine_ties or s.dense_head):
+            # the dense head's text term may be switched on after training (set_ranking): rebuilt
+            # from the artifact like the head's own text features; the cosine tie-break's copy
+            # travels with the checkpoint, as it always has
             emb = F.normalize(semantic_ids.item_embeddings.float(), dim=-1)
-            self.register_buffer("item_text_emb", emb.clone())                      # [n_items, d]
+            self.register_buffer("item_text_emb", emb.clone(), persistent=cosine_ties)   # [n_items, d]
 
         sizes = torch.tensor(self.codebook_sizes)
         self.n_code_tokens = int(sizes.sum())
@@ -138,14 +143,15 @@ class TIGER(SequentialRecommender):
 
     def set_ranking(self, **changes):
         """Change how this model ranks, not what it learned: only the ranking-time settings
-        (``eval_mode``, ``beam_size``, ``popularity_penalty``, ``eval_exclude_history``,
-        ``tie_break``, ``eval_output``, ``length_bucket_size``). Unknown keys and invalid values
+        (``tiger_settings.RANKING_KEYS``). Unknown keys and invalid values
         raise ValueError; the checked settings replace ``self.settings`` and cached ranking
         tables are dropped. Returns the previous values of the changed keys (to restore them)."""
         settings = self.settings.with_ranking(self.max_seq_length, **changes)
-        if self.use_tie_break and settings.tie_break == "cosine" and not hasattr(self, "item_text_emb"):
-            raise ValueError("TIGER: tie_break=cosine needs the items' text embeddings, which this model "
-                             "was built without (SemanticIDs.item_embeddings).")
+        if ((self.use_tie_break and settings.tie_break == "cosine") or settings.text_fusion_weight > 0) \
+                and not hasattr(self, "item_text_emb"):
+            raise ValueError(f"TIGER: tie_break={settings.tie_break}, text_fusion_weight={settings.text_fusion_weight} "
+                             "need the items' text embeddings, which this model was built without "
+                             "(SemanticIDs.item_embeddings).")
         previous = {key: getattr(self.settings, key) for key in changes}
         self.settings = settings
         self._popularity_prior = None
