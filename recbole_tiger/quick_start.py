@@ -178,7 +178,11 @@ def add_missing_defaults(config):
     """Keys the plugin's properties define today that a checkpoint's ``config`` lacks (it was
     written by an older version) get today's defaults for its model and dataset; returns them."""
     data_root = os.path.dirname(os.path.normpath(config["data_path"]))
-    current = Config(model=config["model"], dataset=config["dataset"], config_dict={"data_path": data_root})
+    argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config also reads the command line: not a default
+    try:
+        current = Config(model=config["model"], dataset=config["dataset"], config_dict={"data_path": data_root})
+    finally:
+        sys.argv = argv
     added = sorted(set(current.final_config_dict) - set(config.final_config_dict))
     for key in added:
         config[key] = current[key]

@@ -110,7 +110,14 @@ def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default(tiny_
     del checkpoint["config"].final_config_dict["train_session_limit"]          # a key added later
     old = tmp_path / "old.pth"
     torch.save(checkpoint, old)
-    config, model, _, _, _, test_data = load_data_and_model(str(old))
+    import sys
+
+    argv, sys.argv = sys.argv, ["tool", "--values=1,2"]                           # a tool's own arguments
+    try:
+        config, model, _, _, _, test_data = load_data_and_model(str(old))
+    finally:
+        sys.argv = argv
     assert "train_session_limit" in config.final_config_dict and config["train_session_limit"] is None
+    assert "values" not in config.final_config_dict                              # not taken for a default
     trainer = build_trainer(config, model)                                       # reads every run setting
     assert trainer.evaluate(test_data, load_best_model=False)["ndcg@10"] >= 0.0
