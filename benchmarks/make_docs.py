@@ -69,9 +69,12 @@ COLD_TOOL = ("side-by-side benchmark under the cold-start protocol (cold items o
 
 # The headline rows of each dataset's benchmark (results/<dataset>.csv), in this order: a row is the
 # last one of the csv whose columns equal every value given (protocol: RecBole's default).
+_HYBRID = "TIGER + dense head + text fusion (TIGER-hybrid.yaml on the CPU preset)"
+_NO_TEXT_FUSION = "the same checkpoint ranked without text fusion (text_fusion_weight 0)"
 _DEFAULT_ROWS = (
     ("SASRec", {"model": "SASRec", "variant": ""}),
-    ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
+    (_HYBRID, {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text-fusion"}),
+    (_NO_TEXT_FUSION, {"model": "TIGER", "preset": "cpu", "variant": "hybrid", "commit": "4a24c82"}),
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
     ("RPG (parallel semantic IDs, RPG.yaml)", {"model": "RPG", "@best": "valid_ndcg@10"}),
     ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": ""}),
@@ -80,8 +83,8 @@ _DEFAULT_ROWS = (
 HEADLINES = (
     ("amazon-beauty", "Amazon Beauty", (
         ("SASRec", {"model": "SASRec", "variant": "", "seed": "2020"}),
-        ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid",
-                                                                      "seed": "2020"}),
+        (_HYBRID, {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text-fusion"}),
+        (_NO_TEXT_FUSION, {"model": "TIGER", "preset": "cpu", "variant": "hybrid", "commit": "4a24c82"}),
         ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": "preset-copurchase-0.3", "seed": "2020"}),
         ("RPG (parallel semantic IDs, RPG.yaml)", {"model": "RPG", "@best": "valid_ndcg@10"}),
         ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": "paper-preset"}),
@@ -113,7 +116,10 @@ _COLD_ROWS = (
     ("TextNN (text nearest neighbour; decay chosen on valid)", {"model": "TextNN", "@best": "valid_ndcg@10"}),
     ("SASRec", {"model": "SASRec", "variant": ""}),
     ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": ""}),
-    ("TIGER + dense head (TIGER-hybrid.yaml on the CPU preset)", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
+    (_HYBRID, {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text-fusion"}),
+    ("the same + LIGER's cold candidates (cold_candidates: True)", {"model": "TIGER", "preset": "cpu",
+                                                                   "variant": "hybrid-text-fusion-cold-candidates"}),
+    ("TIGER + dense head over codes and id, no text", {"model": "TIGER", "preset": "cpu", "variant": "hybrid"}),
     ("TIGER + dense head with the text feature", {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text"}),
     ("TIGER + dense head with the text feature, unseen items no negatives", {"model": "TIGER", "preset": "cpu",
                                                                             "variant": "hybrid-text-masked"}),
