@@ -1,6 +1,7 @@
 """Where a model's hits come from, by how popular the target item was in training.
 
     python -m benchmarks.popularity saved/TIGER-….pth saved/SASRec-….pth [--results_dir=results]
+        [--ranking=text_fusion_weight=0.5]   (ranking settings for every TIGER checkpoint given)
 
 For each checkpoint, on the valid and the test split (full ranking, the checkpoint's own
 protocol): NDCG@10 over all users and within three target buckets by training interactions
@@ -16,16 +17,18 @@ import os
 import torch
 
 from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
+from recbole_tiger.benchmark.side_by_side import parse_ranking
 
 COLUMNS = ["model", "split", "ndcg@10", "tail_ndcg@10", "middle_ndcg@10", "head_ndcg@10", "tail_share",
            "head_share", "median_count_target", "median_count_top10", "bucket_edges", "checkpoint", "commit",
            "date", "machine"]
-KEY = ("checkpoint", "split")
+KEY = ("checkpoint", "model", "split")  # model: its label, with the ranking settings
 
 
-def model_label(config):
-    """The model's name, and "+ dense head" for TIGER with ``dense_head: True``."""
-    return config["model"] + (" + dense head" if config["dense_head"] else "")
+def model_label(config, ranking=None):
+    """The model's name, "+ dense head" for TIGER with ``dense_head: True``, and its ranking settings."""
+    label = config["model"] + (" + dense head" if config["dense_head"] else "")
+    return label + "".join(f", {k}={v}" for k, v in (ranking or {}).items())
 
 
 @torch.no_grad()
@@ -63,7 +66,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--results_dir", default="results")
+    parser.add_argument("--ranking", default=None,
+                        help="key=value[,key=value]: ranking settings (set_ranking) for the models that have them")
     args = parser.parse_args(argv)
+    ranking = parse_ranking(args.ranking)
 
     from recbole_tiger.quick_start import load_data_and_model
     from recbole_tiger.trainer import get_trainer
@@ -73,13 +79,16 @@ def main(argv=None):
         config, model, dataset, train_data, valid_data, test_data = load_data_and_model(checkpoint)
         dataset_name = config["dataset"]
         counts = torch.bincount(train_data._dataset.inter_feat[config["ITEM_ID_FIELD"]], minlength=dataset.item_num)
+        applied = ranking if ranking and hasattr(model, "set_ranking") else {}
+        if applied:
+            model.set_ranking(**applied)
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         per_split = {split: ranked(trainer, data) for split, data in (("valid", valid_data), ("test", test_data))}
         if edges is None:  # thirds of the valid targets' counts; the same edges for every model and split
             valid_counts = counts[per_split["valid"][1]].float()
             edges = torch.quantile(valid_counts, torch.tensor([1 / 3, 2 / 3])).round()
         for split, (top, target) in per_split.items():
-            row = bucket_rows(model_label(config), split, top, target, counts, edges)
+            row = bucket_rows(model_label(config, applied), split, top, target, counts, edges)
             rows.append({**row, "checkpoint": checkpoint, "commit": git_commit(), "date": utc_date(),
                          "machine": machine_description(config["device"])})
             print(" | ".join(f"{k}={row[k]}" for k in COLUMNS[:10]), flush=True)

@@ -33,3 +33,10 @@ def test_inference_sweep_tests_only_the_value_chosen_on_valid(tiny_config, tmp_p
     assert len(chosen) == 1 and chosen[0]["test_ndcg@10"] != ""
     assert all(r["test_ndcg@10"] == "" for r in rows.values() if not r["chosen"])
     assert float(rows["0"]["valid_ndcg@10"]) == pytest.approx(result["best_valid_result"]["ndcg@10"], abs=1e-4)
+    # the breakdown of that checkpoint under a ranking setting: its own rows, the same valid NDCG@10
+    main([result["saved_model_file"], f"--results_dir={tmp_path}", "--ranking=popularity_penalty=1.0"])
+    main([result["saved_model_file"], f"--results_dir={tmp_path}"])
+    valid = {r["model"]: r for r in csv.DictReader(open(tmp_path / "tiny-popularity.csv")) if r["split"] == "valid"}
+    assert set(valid) == {"TIGER", "TIGER, popularity_penalty=1.0"}
+    assert float(valid["TIGER, popularity_penalty=1.0"]["ndcg@10"]) == pytest.approx(
+        float(rows["1.0"]["valid_ndcg@10"]), abs=1e-4)
