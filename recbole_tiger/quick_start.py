@@ -84,6 +84,9 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
     test_start = time()
     test_result, test_results, beam_check, test_seconds = None, {}, None, 0.0
     paused = getattr(trainer, "paused", False)  # train_session_limit: the run goes on later, test then
+    if not paused and hasattr(trainer, "choose_on_valid"):  # ranking settings chosen on valid (TIGER)
+        best_valid_score, best_valid_result = trainer.choose_on_valid(valid_data, saved, best_valid_score,
+                                                                      best_valid_result)
     if not paused:
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
         test_seconds = time() - test_start
@@ -164,6 +167,9 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     model = build_model(config, train_data)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
+    if hasattr(trainer, "choose_on_valid"):
+        best_valid_score, best_valid_result = trainer.choose_on_valid(valid_data, saved, best_valid_score,
+                                                                      best_valid_result)
     test_result = trainer.evaluate(test_data, load_best_model=saved)
     return {
         "model": config["model"],

@@ -129,3 +129,25 @@ def test_text_term_and_cold_candidates(tiny_config):
         model.set_ranking(text_nn_decay=0.0)
     with pytest.raises(ValueError, match="dense_head"):
         run_recbole_tiger("TIGER", config_dict={**tiny_config, **TINY, "text_fusion_weight": 1.0})
+
+
+def test_text_fusion_weight_is_chosen_on_valid_and_saved(tiny_config):
+    from recbole_tiger.quick_start import build_trainer
+
+    config = {**tiny_config, **TINY, "dense_head": True, "text_fusion_choices": [0, 0.5, 8.0]}
+    result = run_recbole_tiger("TIGER", config_dict=config)
+    config, model, _, _, valid_data, test_data = load_data_and_model(result["saved_model_file"])
+    chosen = config["text_fusion_weight"]
+    assert model.settings.text_fusion_weight == chosen and chosen in (0, 0.5, 8.0)
+    trainer = build_trainer(config, model)
+    valid = {}
+    for weight in (0, 0.5, 8.0):
+        model.set_ranking(text_fusion_weight=weight)
+        valid[weight] = trainer.evaluate(valid_data, load_best_model=False)["ndcg@10"]
+    assert valid[chosen] == max(valid.values()) == result["best_valid_result"]["ndcg@10"]
+    assert chosen == next(w for w in (0, 0.5, 8.0) if valid[w] == valid[chosen])           # the first of ties
+    model.set_ranking(text_fusion_weight=chosen)
+    assert trainer.evaluate(test_data, load_best_model=False)["ndcg@10"] == result["test_result"]["ndcg@10"]
+    with pytest.raises(ValueError, match="text_fusion_choices"):
+        run_recbole_tiger("TIGER", config_dict={**tiny_config, **TINY, "dense_head": True,
+                                                "text_fusion_choices": [-1]})

@@ -60,6 +60,7 @@ class TIGERSettings:
     popularity_penalty: float
     fusion_weight: float
     text_fusion_weight: float
+    text_fusion_choices: Optional[list]   # chosen on valid after training (TIGERTrainer.choose_on_valid)
     text_nn_decay: float
     cold_candidates: bool
     topk: list
@@ -114,9 +115,14 @@ class TIGERSettings:
         if self.text_fusion_weight < 0 or not 0.0 < self.text_nn_decay <= 1.0:
             raise ValueError(f"TIGER: text_fusion_weight={self.text_fusion_weight} (>= 0), text_nn_decay="
                              f"{self.text_nn_decay} (0 < decay <= 1) out of range.")
-        if (self.text_fusion_weight > 0 or self.cold_candidates) and not self.dense_head:
-            raise ValueError(f"TIGER: text_fusion_weight={self.text_fusion_weight}, cold_candidates="
-                             f"{self.cold_candidates} are rankings of the dense head; set dense_head: True.")
+        choices = self.text_fusion_choices or []
+        if not isinstance(choices, (list, tuple)) or any(not isinstance(w, (int, float)) or w < 0 for w in choices):
+            raise ValueError(f"TIGER: text_fusion_choices={self.text_fusion_choices}, expected ~ or a list of "
+                             "weights >= 0.")
+        if (self.text_fusion_weight > 0 or self.cold_candidates or any(choices)) and not self.dense_head:
+            raise ValueError(f"TIGER: text_fusion_weight={self.text_fusion_weight}, text_fusion_choices="
+                             f"{self.text_fusion_choices}, cold_candidates={self.cold_candidates} are rankings "
+                             "of the dense head; set dense_head: True.")
         if self.cold_candidates and self.eval_mode != "beam":
             raise ValueError("TIGER: cold_candidates ranks the beam's items and the cold items; it needs "
                              "eval_mode: beam (exact mode scores every item).")

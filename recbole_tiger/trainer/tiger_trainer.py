@@ -7,17 +7,22 @@
   budget beats an open-ended decay at the same number of steps, Li et al., ICLR 2020
   "Budgeted Training"; cornac's TIGER uses warmup + cosine). Set ``epochs`` to what the
   time budget affords: a run cut by ``train_time_budget`` first never reaches the low rates;
-* ``eval_output: topk`` — the model hands over each user's top-K (``TopKScores``).
+* ``eval_output: topk`` — the model hands over each user's top-K (``TopKScores``);
+* ``text_fusion_choices`` — after training, the dense head's text-fusion weight is chosen on
+  the valid split (``choose_on_valid``) and written into the checkpoint's config.
 
 Cold-start metrics, the time budget and the evaluation protocol are every trainer's
 (``recbole_tiger.trainer.with_plugin_mixins``).
 """
 import math
 
+import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from recbole.trainer import Trainer
 
+from recbole_tiger.atomic_io import open_atomic
+from recbole_tiger.compat import load_checkpoint
 from recbole_tiger.trainer.topk_collector import TopKCollector, TopKScores
 from recbole_tiger.trainer.beam_check import beam_vs_exact
 from recbole_tiger.trainer.settings import TIGERTrainerSettings
@@ -64,6 +69,32 @@ class TIGERTrainer(Trainer):
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._steps_per_epoch = len(train_data)
         return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    # ------------------------------------------------------------------ choices on valid
+    def choose_on_valid(self, valid_data, saved, best_valid_score, best_valid_result):
+        """``text_fusion_choices`` [w, ...]: rank the valid split with the best checkpoint at each
+        text-fusion weight, keep the one with the best ``valid_metric`` (the first on ties), set it
+        on the model and in the saved checkpoint's config (a reload ranks the same). Returns the
+        (valid score, valid result) to report: the chosen ranking's, or the arguments unchanged."""
+        choices = getattr(self.model.settings, "text_fusion_choices", None)
+        if not choices or valid_data is None:
+            return best_valid_score, best_valid_result
+        scored = []
+        for i, weight in enumerate(choices):
+            self.model.set_ranking(text_fusion_weight=weight)
+            result = self.evaluate(valid_data, load_best_model=saved and i == 0)
+            scored.append((result[self.valid_metric], weight, result))
+            self.logger.info(f"text_fusion_weight={weight}: valid {self.valid_metric}={result[self.valid_metric]}")
+        pick = max if self.valid_metric_bigger else min
+        score, weight, result = pick(scored, key=lambda item: item[0])       # max/min keep the first of ties
+        self.model.set_ranking(text_fusion_weight=weight)
+        self.logger.info(f"text_fusion_weight={weight} chosen on valid ({self.valid_metric}={score})")
+        if saved and self.config["local_rank"] == 0:
+            checkpoint = load_checkpoint(self.saved_model_file)
+            checkpoint["config"]["text_fusion_weight"] = weight
+            with open_atomic(self.saved_model_file, "wb") as f:
+                torch.save(checkpoint, f, pickle_protocol=4)
+        return score, result
 
     # ------------------------------------------------------------------ top-K output
     def _full_sort_batch_eval(self, batched_data):

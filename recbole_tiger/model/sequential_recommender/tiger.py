@@ -73,9 +73,10 @@ class TIGER(SequentialRecommender):
         self.register_buffer("item_train_count", dataset.item_train_count.long().clone())  # [n_items]
         self.use_tie_break = not self.dedup
         cosine_ties = self.use_tie_break and s.tie_break == "cosine"
-        if (cosine_ties or s.text_fusion_weight > 0) and semantic_ids.item_embeddings is None:
+        needs_text = self._settings_needing_text(s)
+        if needs_text and semantic_ids.item_embeddings is None:
             raise ValueError(
-                f"TIGER: tie_break={s.tie_break}, text_fusion_weight={s.text_fusion_weight} need "
+                f"TIGER: {', '.join(needs_text)} {'needs' if len(needs_text) == 1 else 'need'} "
                 "SemanticIDs.item_embeddings (the items' text embeddings), but the artifact "
                 f"{semantic_ids.artifact_path} has none; use tie_break: popularity and text_fusion_weight: 0, "
                 "or rebuild the artifact."
@@ -141,16 +142,27 @@ class TIGER(SequentialRecommender):
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             module.weight.data[module.padding_idx].zero_()
 
+    def _settings_needing_text(self, s):
+        """The settings (as ``key=value``) that read the items' text embeddings."""
+        needs = []
+        if self.use_tie_break and s.tie_break == "cosine":
+            needs.append(f"tie_break={s.tie_break}")
+        if s.text_fusion_weight > 0:
+            needs.append(f"text_fusion_weight={s.text_fusion_weight}")
+        if any(w > 0 for w in (s.text_fusion_choices or ())):
+            needs.append(f"text_fusion_choices={list(s.text_fusion_choices)}")
+        return needs
+
     def set_ranking(self, **changes):
         """Change how this model ranks, not what it learned: only the ranking-time settings
         (``tiger_settings.RANKING_KEYS``). Unknown keys and invalid values
         raise ValueError; the checked settings replace ``self.settings`` and cached ranking
         tables are dropped. Returns the previous values of the changed keys (to restore them)."""
         settings = self.settings.with_ranking(self.max_seq_length, **changes)
-        if ((self.use_tie_break and settings.tie_break == "cosine") or settings.text_fusion_weight > 0) \
-                and not hasattr(self, "item_text_emb"):
-            raise ValueError(f"TIGER: tie_break={settings.tie_break}, text_fusion_weight={settings.text_fusion_weight} "
-                             "need the items' text embeddings, which this model was built without "
+        needs_text = self._settings_needing_text(settings)
+        if needs_text and not hasattr(self, "item_text_emb"):
+            raise ValueError(f"TIGER: {', '.join(needs_text)} {'needs' if len(needs_text) == 1 else 'need'} "
+                             "the items' text embeddings, which this model was built without "
                              "(SemanticIDs.item_embeddings).")
         previous = {key: getattr(self.settings, key) for key in changes}
         self.settings = settings
