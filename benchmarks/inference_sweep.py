@@ -7,7 +7,8 @@ Settings that change how a trained TIGER ranks, not what it learned (``popularit
 ``beam_size``, ``eval_exclude_history``...): every value is evaluated on the **valid** split,
 the best by ``valid_metric`` is chosen, and only that one is evaluated on the test split (the
 others never see it). Rows — one per value, the chosen one with its test metrics — merge into
-``results/<dataset>-inference-sweep.{csv,md}``.
+``results/<dataset>-inference-sweep.{csv,md}`` (``<dataset>-cold-start-inference-sweep`` under
+the cold-start protocol).
 """
 import argparse
 import os
@@ -15,6 +16,7 @@ import os
 import yaml
 
 from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
+from recbole_tiger.benchmark.side_by_side import table_name
 
 METRICS = ["recall@10", "ndcg@10", "mrr@10"]
 COLUMNS = (["checkpoint", "key", "value", "chosen"] + [f"valid_{m}" for m in METRICS]
@@ -70,8 +72,9 @@ def main(argv=None):
     for row in rows:
         row.pop("_score")
 
-    write_table(os.path.join(args.results_dir, f"{config['dataset']}-inference-sweep"),
-                f"## {config['dataset']}: inference settings chosen on valid, the choice tested (`python -m benchmarks.inference_sweep`)", COLUMNS, rows, KEY)
+    name = table_name(config["dataset"], config["cold_item_ratio"] or 0.0)   # a cold-start split: its own table
+    write_table(os.path.join(args.results_dir, f"{name}-inference-sweep"),
+                f"## {name}: inference settings chosen on valid, the choice tested (`python -m benchmarks.inference_sweep`)", COLUMNS, rows, KEY)
 
 
 if __name__ == "__main__":

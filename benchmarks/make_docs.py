@@ -140,7 +140,7 @@ _README_COLD_ROWS = (
     _COLD_ROWS[0], _COLD_ROWS[1], _COLD_ROWS[2],
     ("TIGER + dense head, ranked without text fusion", {"model": "TIGER", "preset": "cpu",
                                                         "variant": "hybrid-text-masked"}),
-    _COLD_ROWS[3], _COLD_ROWS[4], _COLD_ROWS[-1],
+    _COLD_ROWS[3], _COLD_ROWS[4],
 )
 README_COLD_HEADLINES = tuple((dataset, label, _README_COLD_ROWS) for dataset, label, _ in COLD_HEADLINES)
 COLD_COLUMNS = (

@@ -1,5 +1,6 @@
 """TIGER's dense head (dense_head: True): training, fused ranking, its switches."""
 import math
+import os
 
 import pytest
 import torch
@@ -84,7 +85,7 @@ def test_items_without_training_interactions_are_no_negatives():
     assert head.loss(logits, torch.tensor([1])) > masked
 
 
-def test_text_term_and_cold_candidates(tiny_config):
+def test_text_term_and_cold_candidates(tiny_config, tmp_path):
     """text_fusion_weight adds w x cosine(item text, decayed history text) / temperature, history
     items at the user's lowest; cold_candidates ranks only beam items and untrained items, by
     the dense (+ text) score alone."""
@@ -124,6 +125,13 @@ def test_text_term_and_cold_candidates(tiny_config):
     assert torch.equal(torch.isfinite(ruled), beam | cold)                   # the candidates, nothing else
     dense = dense_head.log_probs(model, seq, seq_len, user) + dense_head.text_term(model, seq, seq_len)
     assert torch.allclose(ruled[beam | cold], dense[beam | cold])             # no generative term
+
+    # a ranking setting chosen on a cold-start split goes to that protocol's own sweep table
+    from benchmarks.inference_sweep import main as sweep
+    sweep([f"--model_file={result['saved_model_file']}", "--key=text_fusion_weight", "--values=0,0.5",
+           f"--results_dir={tmp_path / 'sweep'}"])
+    assert os.listdir(tmp_path / "sweep") and all(name.startswith(f"{tiny_config['dataset']}-cold-start-inference-sweep.")
+                                                 for name in os.listdir(tmp_path / "sweep"))
 
     with pytest.raises(ValueError, match="text_nn_decay"):
         model.set_ranking(text_nn_decay=0.0)
