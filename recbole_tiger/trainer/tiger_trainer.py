@@ -76,7 +76,7 @@ class TIGERTrainer(Trainer):
         text-fusion weight, keep the one with the best ``valid_metric`` (the first on ties), set it
         on the model and in the saved checkpoint's config (a reload ranks the same). Returns the
         (valid score, valid result) to report: the chosen ranking's, or the arguments unchanged."""
-        choices = getattr(self.model.settings, "text_fusion_choices", None)
+        choices = getattr(getattr(self.model, "settings", None), "text_fusion_choices", None)   # RPG has none
         if not choices or valid_data is None:
             return best_valid_score, best_valid_result
         scored = []
