@@ -76,8 +76,7 @@ class TIGER(SequentialRecommender):
         needs_text = self._settings_needing_text(s)
         if needs_text and semantic_ids.item_embeddings is None:
             raise ValueError(
-                f"TIGER: {', '.join(needs_text)} {'needs' if len(needs_text) == 1 else 'need'} "
-                "SemanticIDs.item_embeddings (the items' text embeddings), but the artifact "
+                f"TIGER: {needs_text} SemanticIDs.item_embeddings (the items' text embeddings), but the artifact "
                 f"{semantic_ids.artifact_path} has none; use tie_break: popularity and text_fusion_weight: 0, "
                 "or rebuild the artifact."
             )
@@ -143,7 +142,7 @@ class TIGER(SequentialRecommender):
             module.weight.data[module.padding_idx].zero_()
 
     def _settings_needing_text(self, s):
-        """The settings (as ``key=value``) that read the items' text embeddings."""
+        """'<key=value, ...> need(s)' for the settings that read the items' text embeddings; '' if none."""
         needs = []
         if self.use_tie_break and s.tie_break == "cosine":
             needs.append(f"tie_break={s.tie_break}")
@@ -151,7 +150,7 @@ class TIGER(SequentialRecommender):
             needs.append(f"text_fusion_weight={s.text_fusion_weight}")
         if any(w > 0 for w in (s.text_fusion_choices or ())):
             needs.append(f"text_fusion_choices={list(s.text_fusion_choices)}")
-        return needs
+        return f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'}" if needs else ""
 
     def set_ranking(self, **changes):
         """Change how this model ranks, not what it learned: only the ranking-time settings
@@ -161,8 +160,7 @@ class TIGER(SequentialRecommender):
         settings = self.settings.with_ranking(self.max_seq_length, **changes)
         needs_text = self._settings_needing_text(settings)
         if needs_text and not hasattr(self, "item_text_emb"):
-            raise ValueError(f"TIGER: {', '.join(needs_text)} {'needs' if len(needs_text) == 1 else 'need'} "
-                             "the items' text embeddings, which this model was built without "
+            raise ValueError(f"TIGER: {needs_text} the items' text embeddings, which this model was built without "
                              "(SemanticIDs.item_embeddings).")
         previous = {key: getattr(self.settings, key) for key in changes}
         self.settings = settings
