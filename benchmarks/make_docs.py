@@ -54,6 +54,8 @@ TOOLS = (
     ("-diagnosis", "one factor at a time, valid split only", "python -m benchmarks.diagnosis"),
     ("-inference-sweep", "inference settings swept on valid, the choice tested", "python -m benchmarks.inference_sweep"),
     ("-llm", "the semantic-ID language model on held-out queries", "python -m benchmarks.llm_eval"),
+    ("-queries", "constraint requests and title paraphrases: LM, embedding search, LM + retrieval",
+     "python -m benchmarks.query_eval"),
     ("-popularity", "NDCG@10 by how often the target was bought in training", "python -m benchmarks.popularity"),
     ("-rerank-precision", "the LM reranker in bfloat16 against float32", "python -m benchmarks.rerank_precision"),
     ("-rerank", "the LM reranker on a first stage's top-K", "python -m recbole_tiger.rerank.compare"),

@@ -10,12 +10,11 @@ import time
 
 
 def language_model_answerer(model_dir, error_type):
-    """query -> table rows from a fine-tuned semantic-ID LM; its failures become ``error_type``."""
-    from recbole_tiger.llm.ask import answer_rows
-    from recbole_tiger.llm.base_model import load_finetuned
-    from recbole_tiger.llm.constrained import SemanticIDDecoder
+    """query -> table rows from a fine-tuned LM (``llm.ask.load_answerer``: LM + retrieval for a
+    constraint model); its failures become ``error_type``."""
+    from recbole_tiger.llm.ask import answer_rows, load_answerer
 
-    decoder = SemanticIDDecoder(*load_finetuned(model_dir))
+    decoder = load_answerer(model_dir)
 
     def answer(query):
         try:

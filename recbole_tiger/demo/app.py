@@ -105,7 +105,7 @@ def build_app(backend=None, load_error=None, lm_answer=None):
         with gr.Tab("Query", elem_id="tab-query"):
             if lm_answer is None:
                 gr.HTML(_message("No language model given: start the demo with --lm=<fine-tuned model> to ask "
-                                 "free-text queries answered with semantic IDs.", ok=False))
+                                 "free-text queries.", ok=False))
             else:
                 query = gr.Textbox(label="what are you looking for?", elem_id="query-box")
                 ask = gr.Button("Ask", elem_id="query-go")
@@ -119,7 +119,7 @@ def build_app(backend=None, load_error=None, lm_answer=None):
                         rows = lm_answer(text)
                     except DemoError as err:
                         return _message(str(err), ok=False), pd.DataFrame()
-                    return _message(f"{len(rows)} answers"), _frame(rows, ["rank", "item", "title", "semantic ID", "log p"])
+                    return _message(f"{len(rows)} answers"), _frame(rows, ["rank", "item", "title", "semantic ID", "score"])
 
                 ask.click(answer, query, [query_message, answers])
 

@@ -1,4 +1,5 @@
-"""Constrained beam search: the LM may only write semantic IDs that belong to catalogue items.
+"""Constrained beam search: the LM may only write semantic IDs that belong to catalogue items,
+or (``ConstraintParser``) brand and category values that the catalogue has.
 
 After the prompt the answer is ``[SEM_START]`` (forced), then one code token per level chosen
 among the children of the beam's trie node (TIGER's :class:`PrefixTrie`), so every finished
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recbole_tiger.llm.constraints import ANY, CONSTRAINT_SYSTEM_PROMPT
 from recbole_tiger.llm.sid_text import SEM_START, code_token
 from recbole_tiger.model.layers.prefix_trie import PrefixTrie
 
@@ -85,3 +87,104 @@ class SemanticIDDecoder:
         out = self.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new_tokens,
                                   do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True).strip()
+
+
+class ValueTrie:
+    """Token sequences of a list of values (each ending with its end token) as a trie, so
+    decoding can only write one of the values. Values with the same tokens keep the first."""
+
+    def __init__(self, sequences):
+        self.children = [{}]     # node -> {token id: child node}
+        self.value = [None]      # node -> value index where a sequence ends
+        for index, sequence in enumerate(sequences):
+            node = 0
+            for token in sequence:
+                child = self.children[node].get(token)
+                if child is None:
+                    child = len(self.children)
+                    self.children[node][token] = child
+                    self.children.append({})
+                    self.value.append(None)
+                node = child
+            if self.value[node] is None:
+                self.value[node] = index
+
+
+@torch.no_grad()
+def trie_beam(model, prefix, trie, beam_size, max_tokens=48):
+    """The ``beam_size`` most likely values of ``trie`` after the token ids ``prefix`` [1, T], as
+    [(log P(value tokens | prefix), value index)], best first. Scores only fall as a beam grows,
+    so the search stops once no open beam can beat the finished ones."""
+    device = next(model.parameters()).device
+    out = model(input_ids=prefix.to(device), use_cache=True)
+    cache, logits = out.past_key_values, out.logits[:, -1]                      # [B, V]
+    beams = [(0.0, 0)]                                                          # (score, node)
+    finished = []
+    for _ in range(max_tokens):
+        logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        candidates = []
+        for row, (score, node) in enumerate(beams):
+            tokens = list(trie.children[node])
+            scores = (score + logp[row, tokens]).tolist()
+            candidates += [(s, row, t, trie.children[node][t]) for s, t in zip(scores, tokens)]
+        candidates.sort(key=lambda c: -c[0])
+        kept = []
+        for score, row, token, child in candidates[:beam_size]:
+            if trie.value[child] is not None and not trie.children[child]:
+                finished.append((score, trie.value[child]))
+            else:
+                kept.append((score, row, token, child))
+        finished = sorted(finished, key=lambda f: -f[0])[:beam_size]
+        if not kept or (len(finished) >= beam_size and kept[0][0] <= finished[-1][0]):
+            break
+        cache.reorder_cache(torch.tensor([row for _, row, _, _ in kept], device=device))
+        tokens = torch.tensor([[token] for _, _, token, _ in kept], device=device)
+        out = model(input_ids=tokens, past_key_values=cache, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        beams = [(score, child) for score, _, _, child in kept]
+    return finished
+
+
+@dataclass
+class Parse:
+    brand: str          # a catalogue brand or 'any'
+    category: str       # a catalogue category name or 'any'
+    probability: float  # P(this reading | request), normalised over the readings returned
+
+
+class ConstraintParser:
+    """Reads a request into (brand, category) readings with a model fine-tuned on
+    ``constraints.py``'s data: ``brand:`` is forced, the brand is decoded among the catalogue's
+    brands (or ``any``), then ``category:`` among its category names (or ``any``)."""
+
+    def __init__(self, model, tokenizer, facets):
+        self.model, self.tokenizer, self.facets = model, tokenizer, facets
+        self.brands = [ANY] + list(facets.brand_values)
+        self.categories = [ANY] + list(facets.category_values)
+        newline = self._ids("\n")
+        self.brand_trie = ValueTrie([self._ids(" " + b) + newline for b in self.brands])
+        self.category_trie = ValueTrie([self._ids(" " + c) + [tokenizer.eos_token_id] for c in self.categories])
+
+    def _ids(self, text):
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, query):
+        messages = [{"role": "system", "content": CONSTRAINT_SYSTEM_PROMPT}, {"role": "user", "content": query}]
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    @torch.no_grad()
+    def parse(self, query, n_brands=3, n_categories=3):
+        """The most likely readings of ``query`` (at most n_brands x n_categories), best first."""
+        self.model.eval()
+        prompt = self.prompt_ids(query) + self._ids("brand:")
+        readings = []
+        for brand_logp, b in trie_beam(self.model, torch.tensor([prompt]), self.brand_trie, n_brands):
+            prefix = prompt + self._ids(" " + self.brands[b]) + self._ids("\n") + self._ids("category:")
+            for category_logp, c in trie_beam(self.model, torch.tensor([prefix]), self.category_trie, n_categories):
+                readings.append((brand_logp + category_logp, self.brands[b], self.categories[c]))
+        readings.sort(key=lambda r: -r[0])
+        weights = torch.softmax(torch.tensor([r[0] for r in readings]), dim=0).tolist()
+        return [Parse(brand, category, w) for (_, brand, category), w in zip(readings, weights)]

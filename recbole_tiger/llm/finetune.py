@@ -157,8 +157,10 @@ def save_model(model, tokenizer, method, output_dir, meta):
 
 def finetune(train, valid, catalogue, output_dir, base_model=DEFAULT_BASE_MODEL, method="lora", budget_min=50.0,
              epochs=100, batch_size=8, learning_rate=1e-3, warmup_steps=30, eval_steps=100, patience=3,
-             lora_rank=16, token_init="text_mean", seed=0, device="cpu", model_and_tokenizer=None, show_progress=True):
-    """Train, keep the best-validation weights, save them to ``output_dir``; returns the log."""
+             lora_rank=16, token_init="text_mean", seed=0, device="cpu", model_and_tokenizer=None, show_progress=True,
+             task="predict_semantic_id"):
+    """Train, keep the best-validation weights, save them to ``output_dir``; returns the log.
+    ``task`` (the data's, from ``catalogue.json``) tells ``ask.load_answerer`` how the model answers."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model, tokenizer = model_and_tokenizer or load_base_model(base_model)
@@ -217,7 +219,7 @@ def finetune(train, valid, catalogue, output_dir, base_model=DEFAULT_BASE_MODEL,
         for name, value in best_state.items():
             named[name].copy_(value)
     save_model(model, tokenizer, method, output_dir,
-               {**log, "artifact": catalogue.artifact_path, "item_file": catalogue.item_file})
+               {**log, "task": task, "artifact": catalogue.artifact_path, "item_file": catalogue.item_file})
     return log
 
 
@@ -247,7 +249,8 @@ def main(argv=None):
                    args.output_dir or os.path.join(args.data_dir, "model"), base_model=args.base_model,
                    method=args.method, budget_min=args.budget, epochs=args.epochs, batch_size=args.batch_size,
                    learning_rate=args.learning_rate, eval_steps=args.eval_steps, patience=args.patience,
-                   lora_rank=args.lora_rank, token_init=args.token_init, seed=args.seed, device=args.device)
+                   lora_rank=args.lora_rank, token_init=args.token_init, seed=args.seed, device=args.device,
+                   task=source.get("task", "predict_semantic_id"))
     print(json.dumps({k: v for k, v in log.items() if k != "evaluations"}, indent=1))
 
 

@@ -1,0 +1,186 @@
+"""Constraint requests and title paraphrases: LM, embedding search, LM + retrieval.
+
+    python -m benchmarks.query_eval --model=saved/llm/amazon-beauty-constraints/model \\
+        --data_dir=saved/llm/amazon-beauty-constraints
+
+Queries: ``queries-valid.jsonl`` / ``queries-test.jsonl`` of ``recbole_tiger.llm.constraints``
+(combinations and templates never seen in training). Constraint requests: precision@10 (share of
+the top 10 that satisfy the brand and category) and hit@10; title paraphrases: Recall@1/@10 of
+the item. Systems:
+
+* embedding search: cosine between the query and the items' text (the semantic IDs' encoder);
+* LM: the items satisfying the LM's reading, most bought first (the LM alone, no embedding);
+* LM + retrieval: cosine + weight x P(satisfies), the weight chosen on valid (mean of constraint
+  precision@10 and paraphrase Recall@10), written into the model folder as ``search_weight``;
+* string match + retrieval: the same mix with a reading that looks for brand and category
+  names in the query's words, also chosen on valid (how much of the LM's gain plain matching gets).
+
+Rows merge into ``results/<dataset>-queries.csv``/``.md``: test rows per system and every valid
+weight, with commit, date, machine and seconds per query.
+"""
+import argparse
+import json
+import os
+import re
+import time
+
+import torch
+from tqdm import tqdm
+
+from recbole_tiger.atomic_io import open_atomic
+from recbole_tiger.llm.base_model import load_finetuned
+from recbole_tiger.llm.constrained import ConstraintParser, Parse
+from recbole_tiger.llm.constraints import ANY, Facets, _norm, _singular, read_queries
+from recbole_tiger.llm.examples import interaction_counts
+from recbole_tiger.llm.search import CatalogueSearch
+
+COLUMNS = ["system", "split", "weight", "constraint_queries", "precision@10", "hit@10", "paraphrase_queries",
+           "recall@1", "recall@10", "seconds_per_query", "train", "commit", "date", "machine"]
+WEIGHTS = [0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2]
+
+
+def _words(text):
+    return [_singular(w) for w in re.findall(r"[\w']+", _norm(text))]
+
+
+class StringMatchReader:
+    """Reads (brand, category) by looking for their names among the query's words: the longest
+    brand name, and the category whose name (or one side of an '&') is the longest match (ties:
+    the category with fewer items, the more specific)."""
+
+    def __init__(self, facets):
+        self.brands = sorted(((_words(b), b) for b in facets.brand_values), key=lambda x: -len(x[0]))
+        size = {c: 0 for c in facets.category_values}
+        for cs in facets.categories:
+            for c in cs:
+                size[c] += 1
+        forms = []
+        for c in facets.category_values:
+            for part in [c] + re.split(r"\s*(?:&|/|\band\b)\s*", c):
+                if _words(part):
+                    forms.append((_words(part), c))
+        self.categories = sorted(forms, key=lambda x: (-len(" ".join(x[0])), size[x[1]]))
+
+    @staticmethod
+    def _contains(words, phrase):
+        n = len(phrase)
+        return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
+
+    def parse(self, query):
+        words = _words(query)
+        brand = next((b for w, b in self.brands if w and self._contains(words, w)), ANY)
+        category = next((c for w, c in self.categories if self._contains(words, w)), ANY)
+        return [Parse(brand, category, 1.0)]
+
+
+def metrics(search, queries, vectors, readings, weight, popularity=None):
+    """Precision@10 / hit@10 over constraint queries, Recall@1/@10 over paraphrases.
+    ``popularity`` set: rank by P(satisfies) then popularity (the LM alone)."""
+    p10 = hit10 = r1 = r10 = 0.0
+    n_c = n_p = 0
+    by_token = search.catalogue.by_token
+    for query, vector, parses in zip(queries, vectors, readings):
+        satisfies = search.satisfies(parses)
+        if popularity is not None:
+            scores = satisfies + 1e-3 * popularity
+        else:
+            scores = search.scores(vector, satisfies, weight)
+        top = scores.topk(10).indices.tolist()
+        if query["kind"] == "constraint":
+            good = sum(search.facets.satisfies(i, query["brand"], query["category"]) for i in top)
+            p10 += good / 10
+            hit10 += good > 0
+            n_c += 1
+        else:
+            target = by_token[query["item"]]
+            r1 += top[0] == target
+            r10 += target in top
+            n_p += 1
+    return {"constraint_queries": n_c, "precision@10": round(p10 / max(n_c, 1), 4), "hit@10": round(hit10 / max(n_c, 1), 4),
+            "paraphrase_queries": n_p, "recall@1": round(r1 / max(n_p, 1), 4), "recall@10": round(r10 / max(n_p, 1), 4)}
+
+
+def read_all(parse, queries, desc):
+    """Every query's readings, and the seconds per query they took."""
+    start = time.time()
+    readings = [parse(q["query"]) for q in tqdm(queries, desc=desc, leave=False)]
+    return readings, (time.time() - start) / max(len(queries), 1)
+
+
+def choose(rows):
+    """The row with the best mean of valid constraint precision@10 and paraphrase Recall@10 (first on ties)."""
+    return max(rows, key=lambda r: (r["precision@10"] + r["recall@10"]) / 2)
+
+
+def save_search_weight(model_dir, weight, split_file):
+    path = os.path.join(model_dir, "recbole_tiger_llm.json")
+    with open(path) as f:
+        meta = json.load(f)
+    meta.update({"task": "predict_constraints", "search_weight": weight, "search_weight_chosen_on": split_file})
+    with open_atomic(path) as f:
+        json.dump(meta, f, indent=1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="folder written by recbole_tiger.llm.finetune")
+    parser.add_argument("--data_dir", required=True, help="folder with queries-valid/test.jsonl and catalogue.json")
+    parser.add_argument("--weights", default=",".join(str(w) for w in WEIGHTS))
+    parser.add_argument("--n_brands", type=int, default=3, help="LM readings: brands kept by the beam")
+    parser.add_argument("--n_categories", type=int, default=3, help="LM readings: categories per brand")
+    parser.add_argument("--max_queries", type=int, default=None, help="per split (the first N, for a quick look)")
+    parser.add_argument("--results_dir", default="results")
+    parser.add_argument("--dataset", default=None, help="name for the results file; default from the item file")
+    args = parser.parse_args(argv)
+    from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
+
+    torch.set_grad_enabled(False)
+    model, tokenizer, catalogue = load_finetuned(args.model)
+    with open(os.path.join(args.model, "recbole_tiger_llm.json")) as f:
+        meta = json.load(f)
+    facets = Facets.of(catalogue)
+    search = CatalogueSearch.from_artifact(catalogue)
+    lm = ConstraintParser(model, tokenizer, facets)
+    string_match = StringMatchReader(facets)
+    counts = interaction_counts(catalogue)
+    popularity = torch.tensor([counts.get(it.token, 0) for it in catalogue.items], dtype=torch.float)
+    popularity = popularity / popularity.max().clamp(min=1)
+    weights = [float(w) for w in args.weights.split(",")]
+    common = {"commit": git_commit(), "date": utc_date(), "machine": machine_description(torch.device("cpu")),
+              "train": f"{meta['method']}, {meta['steps']} steps, {meta['train_seconds'] / 60:.0f} min, "
+                       f"best valid loss {meta['best_valid_loss']}"}
+    rows, chosen = [], {}
+    for split in ("valid", "test"):
+        queries = read_queries(os.path.join(args.data_dir, f"queries-{split}.jsonl"))[: args.max_queries]
+        start = time.time()
+        vectors = search.embed([q["query"] for q in queries])
+        embed_s = (time.time() - start) / max(len(queries), 1)
+        lm_readings, lm_s = read_all(lambda q: lm.parse(q, args.n_brands, args.n_categories), queries, f"LM readings ({split})")
+        sm_readings, sm_s = read_all(string_match.parse, queries, f"string match ({split})")
+        none = [[] for _ in queries]
+        systems = [("embedding search", none, [0.0], embed_s, None),
+                   ("LM", lm_readings, [0.0], lm_s, popularity),
+                   ("LM + retrieval", lm_readings, weights, lm_s + embed_s, None),
+                   ("string match + retrieval", sm_readings, weights, sm_s + embed_s, None)]
+        for name, readings, grid, seconds, pop in systems:
+            if split == "test" and pop is None:
+                grid = [chosen[name]]
+            results = [{"system": name, "split": split, "weight": w if pop is None else "",
+                        **metrics(search, queries, vectors, readings, w, pop), "seconds_per_query": round(seconds, 4),
+                        **common, "train": common["train"] if readings is lm_readings else "none"} for w in grid]
+            if split == "valid":
+                chosen[name] = choose(results)["weight"]
+            rows += results
+            for r in results:
+                print({k: r[k] for k in ("system", "split", "weight", "precision@10", "hit@10", "recall@1", "recall@10",
+                                         "seconds_per_query")}, flush=True)
+    save_search_weight(args.model, chosen["LM + retrieval"], os.path.join(args.data_dir, "queries-valid.jsonl"))
+    dataset = args.dataset or os.path.basename(catalogue.item_file).rsplit(".", 1)[0]
+    write_table(os.path.join(args.results_dir, f"{dataset}-queries"),
+                f"Constraint requests and title paraphrases on {dataset} (LM readings, embedding search; "
+                "weights chosen on valid)", COLUMNS, rows, ["system", "split", "weight"])
+    print(f"chosen on valid: {chosen}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Constraint requests ("a face moisturizer by Olay"): the LM's training data and an evaluation
+set, both built from the ``.item`` fields of the whole catalogue.
+
+    python -m recbole_tiger.llm.constraints --dataset=amazon-beauty --data_path=../shared/data/atomic \\
+        --sid_collaborative_weight=0 --out=saved/llm/amazon-beauty-constraints
+
+A *constraint* is a brand (a value of the brand field) and a category (one name of the category
+list, at any level), either of them possibly ``any``; an item satisfies it when its brand is the
+brand (case and HTML entities ignored) and the category is among its categories. The LM learns
+to read a request into its constraint, written ``brand: <value>\\ncategory: <value>``; decoding
+is constrained to catalogue values (``constrained.ConstraintParser``) and embedding search orders
+the items that satisfy it (``search.CatalogueSearch``).
+
+Request types, each from its own training and held-out template lists: brand + product type,
+product type alone, brand alone (the product type is a category name in words, "Creams &
+Moisturizers" -> "moisturizer", or with its parent, "face moisturizer"); and, for training only,
+requests built from an item's title (its brand and the product words of its title, answer: its
+most specific category) and the title paraphrases of ``examples.py``.
+
+Splits: the (brand, category) combinations are split at random into train / valid / test, so a
+valid or test request never names a combination (or uses a template) that training saw; valid
+chooses how the LM and the embedding search are mixed, test is reported. Title-paraphrase
+queries (``examples.HELDOUT_ID_TEMPLATES``, relevance: the item itself) are the second
+evaluation, so a system that helps constraint requests must not hurt plain item lookups.
+
+Writes ``train.jsonl`` / ``valid.jsonl`` (chat examples, for ``finetune``), ``queries-valid.jsonl``
+/ ``queries-test.jsonl`` (``{"kind": "constraint", "query", "brand", "category"}`` or
+``{"kind": "paraphrase", "query", "item"}``) and ``catalogue.json``.
+"""
+import argparse
+import html
+import json
+import logging
+import os
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import yaml
+
+from recbole_tiger.atomic_io import open_atomic
+from recbole_tiger.llm.catalogue import load_catalogue
+from recbole_tiger.llm.examples import HELDOUT_ID_TEMPLATES, TRAIN_ID_TEMPLATES, item_slots, usable_templates, write_jsonl
+
+ANY = "any"
+CONSTRAINT_SYSTEM_PROMPT = "Shop assistant. Read the request: brand and category."
+BRAND_FIELDS = ("brand", "manufacturer", "maker", "label")
+CATEGORY_FIELDS = ("categories", "category", "genre", "genres", "class")
+
+# {brand} {product}: a category in words
+TRAIN_TEMPLATES = {
+    "brand_product": ["a {product} by {brand}", "{brand} {product}", "I want a {brand} {product}",
+                      "show me {product} from {brand}", "any {product} made by {brand}?",
+                      "{product}, brand {brand}"],
+    "product": ["a {product}", "I need a {product}", "show me {product} options", "{product}",
+                "recommend a good {product}"],
+    "brand": ["anything by {brand}", "{brand} products", "show me what {brand} sells", "items from {brand}"],
+}
+HELDOUT_TEMPLATES = {
+    "brand_product": ["do you sell {product} made by {brand}?", "looking for a {product} from {brand}",
+                      "I'd like {brand}'s {product}", "{product} please, {brand} brand"],
+    "product": ["what {product} do you recommend?", "looking for a {product}", "do you have a nice {product}?"],
+    "brand": ["what does {brand} make?", "I like {brand}, what do you have?"],
+}
+_UNIT_WORDS = {"oz", "ounce", "ounces", "fl", "ml", "g", "lb", "lbs", "inch", "inches", "pack", "count", "ct", "pcs",
+               "piece", "pieces", "of", "and", "with", "for", "the", "a", "in", "new", "by"}
+TITLE_TEMPLATES = ["{brand} {words}", "a {words} by {brand}", "{words}", "I need {words}"]
+
+
+def _norm(text):
+    return " ".join(html.unescape(text).casefold().split())
+
+
+def split_categories(value):
+    """'Makeup, Nails, Nail Polish' -> ['Makeup', 'Nails', 'Nail Polish']; a list without commas
+    (ml-100k's 'Action Adventure') splits on spaces."""
+    value = html.unescape(value or "").strip()
+    parts = value.split(",") if "," in value else value.split()
+    return [p.strip() for p in parts if p.strip()]
+
+
+@dataclass
+class Facets:
+    """What constraints can name: per item its brand and categories, and the value lists."""
+    brand_field: str            # '' when the catalogue has none
+    category_field: str         # '' when the catalogue has none
+    brands: list                # item index -> brand as written (entities decoded), '' if none
+    categories: list            # item index -> [category names, most general first]
+    brand_values: list          # every brand, sorted
+    category_values: list       # every category name, sorted
+
+    @classmethod
+    def of(cls, catalogue):
+        names = [n.lower() for n in catalogue.field_names]
+        brand_field = next((catalogue.field_names[names.index(f)] for f in BRAND_FIELDS if f in names), "")
+        category_field = next((catalogue.field_names[names.index(f)] for f in CATEGORY_FIELDS if f in names), "")
+        if not brand_field and not category_field:
+            raise ValueError(f"{catalogue.item_file}: constraint requests need a brand field ({', '.join(BRAND_FIELDS)}) "
+                             f"or a category field ({', '.join(CATEGORY_FIELDS)}); its fields are {catalogue.field_names}")
+        brands = [" ".join(html.unescape(it.fields.get(brand_field, "")).split()) if brand_field else ""
+                  for it in catalogue.items]
+        categories = [split_categories(it.fields.get(category_field, "")) if category_field else []
+                      for it in catalogue.items]
+        return cls(brand_field, category_field, brands, categories, sorted({b for b in brands if b}),
+                   sorted({c for cs in categories for c in cs}))
+
+    def satisfies(self, index, brand, category):
+        """Does item ``index`` satisfy (brand, category)? ``ANY`` or None matches everything."""
+        if brand not in (None, ANY) and _norm(self.brands[index]) != _norm(brand):
+            return False
+        return category in (None, ANY) or category in self.categories[index]
+
+    def matching(self, brand, category):
+        return [i for i in range(len(self.brands)) if self.satisfies(i, brand, category)]
+
+
+def answer_text(brand, category):
+    """The LM's answer for a constraint; ``constrained.ConstraintParser`` decodes the same layout."""
+    return f"brand: {brand or ANY}\ncategory: {category or ANY}"
+
+
+def _singular(word):
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def category_phrase(path, position, rng):
+    """Category ``path[position]`` as a shopper says it: 'Creams & Moisturizers' -> 'cream' or
+    'moisturizer'; sometimes with its parent ('face moisturizer'); an audience category
+    ("Men's") as its parent 'for men' ('fragrance for men'). None if it cannot be said."""
+    name = path[position]
+    parent = path[position - 1] if position > 0 else ""
+    if name.endswith("'s"):
+        return f"{category_phrase(path, position - 1, rng)} for {name[:-2].lower()}" if parent else None
+    parts = [p for p in re.split(r"\s*(?:&|/|\band\b)\s*", name) if p.strip()]
+    if not parts:
+        return None
+    words = rng.choice(parts).lower().split()
+    words[-1] = _singular(words[-1])
+    phrase = " ".join(words)
+    if parent and len(parent.split()) == 1 and position > 1 and rng.random() < 0.3:
+        phrase = f"{_singular(parent.lower())} {phrase}"
+    return phrase
+
+
+def title_product_words(title, brand, rng):
+    """The product words of a title: before its first comma/dash/bracket, brand removed, the last
+    1-3 words ('OPI Nail Lacquer, Simmer and Shimmer' -> 'nail lacquer')."""
+    head = re.split(r"\s[-(|]|,|\(", title)[0]
+    brand_words = set(_norm(brand).split())
+    words = [w for w in head.split() if _norm(w) not in brand_words and not re.search(r"\d", w)
+             and _norm(w).strip(".") not in _UNIT_WORDS and len(w) > 1]
+    if not words:
+        return None
+    return " ".join(words[-rng.randint(1, min(3, len(words))):]).lower()
+
+
+def combinations(facets, min_items=5):
+    """Every (brand, category) with at least ``min_items`` items, ``(ANY, category)`` and
+    ``(brand, ANY)`` alike, as {key: (item count, a path containing the category, its position)}."""
+    count, path_of = Counter(), {}
+    for brand, path in zip(facets.brands, facets.categories):
+        for position, category in enumerate(path):
+            path_of.setdefault(category, (path, position))
+            count[(ANY, category)] += 1
+            if brand:
+                count[(brand, category)] += 1
+        if brand:
+            count[(brand, ANY)] += 1
+    return {key: (n,) + (path_of[key[1]] if key[1] != ANY else ((), -1))
+            for key, n in count.items() if n >= min_items}
+
+
+def _constraint_request(key, info, templates, rng):
+    brand, category = key
+    kind = "brand" if category == ANY else ("product" if brand == ANY else "brand_product")
+    product = category_phrase(info[1], info[2], rng) if category != ANY else ""
+    if kind != "brand" and not product:
+        return None
+    return rng.choice(templates[kind]).format(brand=brand, product=product)
+
+
+def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_combination=2, title_requests=4000,
+                          paraphrase_requests=1000, eval_queries=300, split=(0.7, 0.15, 0.15), valid_ratio=0.05):
+    """Write the files of the module docstring into ``out``; returns a summary."""
+    rng = random.Random(seed)
+    facets = Facets.of(catalogue)
+    combos = combinations(facets, min_items)
+    keys = sorted(combos)
+    rng.shuffle(keys)
+    n_train, n_valid = round(len(keys) * split[0]), round(len(keys) * split[1])
+    part = {k: "train" for k in keys[:n_train]}
+    part.update({k: "valid" for k in keys[n_train:n_train + n_valid]})
+    part.update({k: "test" for k in keys[n_train + n_valid:]})
+
+    def chat(query, brand, category):
+        return {"task": "predict_constraints", "messages": [
+            {"role": "system", "content": CONSTRAINT_SYSTEM_PROMPT}, {"role": "user", "content": query},
+            {"role": "assistant", "content": answer_text(brand, category)}]}
+
+    def brand_allowed(brand, path):
+        """A training answer may name the brand only where no (brand, category) of the path is held out."""
+        return bool(brand) and all(part.get((brand, c), "train") == "train" for c in path)
+
+    examples = []
+    for key in keys:
+        if part[key] != "train":
+            continue
+        for _ in range(requests_per_combination):
+            query = _constraint_request(key, combos[key], TRAIN_TEMPLATES, rng)
+            if query:
+                examples.append(chat(query, *key))
+    # requests built from item titles: product words of real items -> their most specific category
+    # (without the brand when the item's (brand, category) combination is held out)
+    order = list(range(len(catalogue.items)))
+    rng.shuffle(order)
+    for index in order[:title_requests]:
+        path, brand = facets.categories[index], facets.brands[index]
+        words = title_product_words(catalogue.title(catalogue.items[index]), brand, rng)
+        if not words or not path:
+            continue
+        templates = TITLE_TEMPLATES if brand_allowed(brand, path) else [t for t in TITLE_TEMPLATES if "{brand}" not in t]
+        template = rng.choice(templates)
+        examples.append(chat(template.format(brand=brand, words=words),
+                             brand if "{brand}" in template else ANY, path[-1]))
+    # title paraphrases (the item lookups of examples.py): brand when the request names it
+    lookups = {"valid": [], "test": []}
+    for n, index in enumerate(order[title_requests:title_requests + paraphrase_requests + 2 * eval_queries]):
+        item, path, brand = catalogue.items[index], facets.categories[index], facets.brands[index]
+        slots = item_slots(catalogue, item, rng)
+        if n < paraphrase_requests:
+            choices = usable_templates(TRAIN_ID_TEMPLATES, slots)
+            if choices and path:
+                query = rng.choice(choices).format(**slots)
+                named = brand_allowed(brand, path) and _norm(brand) in _norm(query)
+                if named or not brand or _norm(brand) not in _norm(query):
+                    examples.append(chat(query, brand if named else ANY, path[-1]))
+            continue
+        choices = usable_templates(HELDOUT_ID_TEMPLATES, slots)
+        if choices:
+            which = "valid" if n < paraphrase_requests + eval_queries else "test"
+            lookups[which].append({"kind": "paraphrase", "query": rng.choice(choices).format(**slots),
+                                   "item": item.token})
+    rng.shuffle(examples)
+    n_lm_valid = max(1, round(len(examples) * valid_ratio))
+    queries = {}
+    for which in ("valid", "test"):
+        held = [k for k in keys if part[k] == which]
+        rows = []
+        for key in held[:eval_queries]:
+            query = _constraint_request(key, combos[key], HELDOUT_TEMPLATES, rng)
+            if query:
+                rows.append({"kind": "constraint", "query": query, "brand": key[0], "category": key[1],
+                             "relevant": combos[key][0]})
+        queries[which] = rows + lookups[which]
+    write_jsonl(os.path.join(out, "train.jsonl"), examples[n_lm_valid:])
+    write_jsonl(os.path.join(out, "valid.jsonl"), examples[:n_lm_valid])
+    for which, rows in queries.items():
+        write_jsonl(os.path.join(out, f"queries-{which}.jsonl"), rows)
+    kinds = lambda rows: dict(Counter(r["kind"] for r in rows))
+    summary = {"artifact": os.path.abspath(catalogue.artifact_path), "item_file": os.path.abspath(catalogue.item_file),
+               "task": "predict_constraints", "n_catalogue_items": len(catalogue.items),
+               "brand_field": facets.brand_field, "category_field": facets.category_field,
+               "n_brands": len(facets.brand_values), "n_categories": len(facets.category_values),
+               "combinations": dict(Counter(part.values())), "min_items": min_items,
+               "n_train": len(examples) - n_lm_valid, "n_valid": n_lm_valid,
+               "queries_valid": kinds(queries["valid"]), "queries_test": kinds(queries["test"]), "seed": seed,
+               "n_items_trained": len(catalogue.items)}
+    with open_atomic(os.path.join(out, "catalogue.json")) as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def read_queries(path):
+    """The evaluation queries of ``queries-<split>.jsonl``; a malformed line is an error naming it."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: not JSON ({e.msg})") from None
+            need = {"constraint": ("query", "brand", "category"), "paraphrase": ("query", "item")}.get(row.get("kind"))
+            if need is None or any(k not in row for k in need):
+                raise ValueError(f"{path}:{line_no}: a query needs kind 'constraint' (query, brand, category) "
+                                 f"or 'paraphrase' (query, item), got {sorted(row)}")
+            rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--artifact", default=None, help="a semantic-ID artifact (.pt); default: the dataset's")
+    parser.add_argument("--min_items", type=int, default=5, help="combinations with fewer items are not asked for")
+    parser.add_argument("--requests_per_combination", type=int, default=2)
+    parser.add_argument("--title_requests", type=int, default=4000, help="training requests built from item titles")
+    parser.add_argument("--paraphrase_requests", type=int, default=1000, help="training title paraphrases")
+    parser.add_argument("--eval_queries", type=int, default=300, help="per split and kind")
+    parser.add_argument("--seed", type=int, default=0)
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    artifact = args.artifact
+    if artifact is None:
+        from recbole_tiger.llm.data import artifact_for_dataset
+
+        overrides = {}
+        for arg in rest:
+            if not arg.startswith("--") or "=" not in arg:
+                parser.error(f"expected --key=value for the dataset config, got {arg!r}")
+            key, value = arg[2:].split("=", 1)
+            overrides[key] = yaml.safe_load(value)
+        if "dataset" not in overrides:
+            parser.error("give --artifact=PATH or --dataset=NAME (with --data_path and --sid_* settings)")
+        artifact = artifact_for_dataset(overrides)
+    elif rest:
+        parser.error(f"unrecognised arguments with --artifact: {rest}")
+    summary = build_constraint_data(load_catalogue(artifact, strict=False), args.out, args.seed, args.min_items,
+                                    args.requests_per_combination, args.title_requests, args.paraphrase_requests,
+                                    args.eval_queries)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
