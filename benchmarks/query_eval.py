@@ -132,9 +132,13 @@ def main(argv=None):
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--dataset", default=None, help="name for the results file; default from the item file")
     args = parser.parse_args(argv)
+    with torch.no_grad():
+        evaluate(args)
+
+
+def evaluate(args):
     from recbole_tiger.benchmark.results_table import git_commit, machine_description, utc_date, write_table
 
-    torch.set_grad_enabled(False)
     model, tokenizer, catalogue = load_finetuned(args.model)
     with open(os.path.join(args.model, "recbole_tiger_llm.json")) as f:
         meta = json.load(f)
