@@ -126,9 +126,9 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="folder written by recbole_tiger.llm.finetune")
     parser.add_argument("--data_dir", required=True, help="folder with queries-valid/test.jsonl and catalogue.json")
     parser.add_argument("--weights", default=",".join(str(w) for w in WEIGHTS))
-    parser.add_argument("--n_brands", type=int, default=3, help="LM readings: brands kept by the beam")
+    parser.add_argument("--n_brands", type=int, default=2, help="LM readings: brands kept by the beam")
     parser.add_argument("--n_categories", type=int, default=3, help="LM readings: categories per brand")
-    parser.add_argument("--max_queries", type=int, default=None, help="per split (the first N, for a quick look)")
+    parser.add_argument("--max_queries", type=int, default=None, help="per split and kind (the first N)")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--dataset", default=None, help="name for the results file; default from the item file")
     args = parser.parse_args(argv)
@@ -155,7 +155,8 @@ def evaluate(args):
                        f"best valid loss {meta['best_valid_loss']}"}
     rows, chosen = [], {}
     for split in ("valid", "test"):
-        queries = read_queries(os.path.join(args.data_dir, f"queries-{split}.jsonl"))[: args.max_queries]
+        queries = read_queries(os.path.join(args.data_dir, f"queries-{split}.jsonl"))
+        queries = [q for kind in ("constraint", "paraphrase") for q in [q for q in queries if q["kind"] == kind][: args.max_queries]]
         start = time.time()
         vectors = search.embed([q["query"] for q in queries])
         embed_s = (time.time() - start) / max(len(queries), 1)

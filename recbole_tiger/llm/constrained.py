@@ -7,6 +7,7 @@ beam is a complete ID, and with the collision level one item. Beams are ranked b
 the code tokens' log-probabilities; the prompt is encoded once and its key/value cache is
 expanded to the beams.
 """
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -112,12 +113,13 @@ class ValueTrie:
 
 @torch.no_grad()
 def trie_beam(model, prefix, trie, beam_size, max_tokens=48):
-    """The ``beam_size`` most likely values of ``trie`` after the token ids ``prefix`` [1, T], as
-    [(log P(value tokens | prefix), value index)], best first. Scores only fall as a beam grows,
-    so the search stops once no open beam can beat the finished ones."""
+    """The ``beam_size`` most likely values of ``trie`` after ``prefix``, as
+    [(log P(value tokens | prefix), value index)], best first. ``prefix``: token ids [1, T], or
+    ``(cache, logits)`` of a prefix already run (``prefix_state``; the cache is consumed).
+    Scores only fall as a beam grows, so the search stops once no open beam can beat the
+    finished ones."""
     device = next(model.parameters()).device
-    out = model(input_ids=prefix.to(device), use_cache=True)
-    cache, logits = out.past_key_values, out.logits[:, -1]                      # [B, V]
+    cache, logits = prefix if isinstance(prefix, tuple) else prefix_state(model, prefix)     # logits [1, V]
     beams = [(0.0, 0)]                                                          # (score, node)
     finished = []
     for _ in range(max_tokens):
@@ -143,6 +145,13 @@ def trie_beam(model, prefix, trie, beam_size, max_tokens=48):
         cache, logits = out.past_key_values, out.logits[:, -1]
         beams = [(score, child) for score, _, _, child in kept]
     return finished
+
+
+def prefix_state(model, ids, cache=None):
+    """(key/value cache, last position's logits [1, V]) after token ids [1, T] (following ``cache``)."""
+    device = next(model.parameters()).device
+    out = model(input_ids=ids.to(device), past_key_values=cache, use_cache=True)
+    return out.past_key_values, out.logits[:, -1]
 
 
 @dataclass
@@ -179,11 +188,13 @@ class ConstraintParser:
     def parse(self, query, n_brands=3, n_categories=3):
         """The most likely readings of ``query`` (at most n_brands x n_categories), best first."""
         self.model.eval()
-        prompt = self.prompt_ids(query) + self._ids("brand:")
+        # the prompt runs once; each brand's continuation starts from a copy of its cache
+        cache, logits = prefix_state(self.model, torch.tensor([self.prompt_ids(query) + self._ids("brand:")]))
         readings = []
-        for brand_logp, b in trie_beam(self.model, torch.tensor([prompt]), self.brand_trie, n_brands):
-            prefix = prompt + self._ids(" " + self.brands[b]) + self._ids("\n") + self._ids("category:")
-            for category_logp, c in trie_beam(self.model, torch.tensor([prefix]), self.category_trie, n_categories):
+        for brand_logp, b in trie_beam(self.model, (copy.deepcopy(cache), logits), self.brand_trie, n_brands):
+            continuation = self._ids(" " + self.brands[b]) + self._ids("\n") + self._ids("category:")
+            state = prefix_state(self.model, torch.tensor([continuation]), copy.deepcopy(cache))
+            for category_logp, c in trie_beam(self.model, state, self.category_trie, n_categories):
                 readings.append((brand_logp + category_logp, self.brands[b], self.categories[c]))
         readings.sort(key=lambda r: -r[0])
         weights = torch.softmax(torch.tensor([r[0] for r in readings]), dim=0).tolist()
