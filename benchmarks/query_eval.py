@@ -30,7 +30,7 @@ from tqdm import tqdm
 from recbole_tiger.atomic_io import open_atomic
 from recbole_tiger.llm.base_model import load_finetuned
 from recbole_tiger.llm.constrained import ConstraintParser, Parse
-from recbole_tiger.llm.constraints import ANY, Facets, _norm, _singular, read_queries
+from recbole_tiger.llm.constraints import ANY, Facets, normalise, singular, read_queries
 from recbole_tiger.llm.examples import interaction_counts
 from recbole_tiger.llm.search import CatalogueSearch
 
@@ -40,7 +40,7 @@ WEIGHTS = [0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2]
 
 
 def _words(text):
-    return [_singular(w) for w in re.findall(r"[\w']+", _norm(text))]
+    return [singular(w) for w in re.findall(r"[\w']+", normalise(text))]
 
 
 class StringMatchReader:

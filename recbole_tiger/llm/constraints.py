@@ -37,8 +37,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-import yaml
-
 from recbole_tiger.atomic_io import open_atomic
 from recbole_tiger.llm.catalogue import load_catalogue
 from recbole_tiger.llm.examples import HELDOUT_ID_TEMPLATES, TRAIN_ID_TEMPLATES, item_slots, usable_templates, write_jsonl
@@ -68,7 +66,7 @@ _UNIT_WORDS = {"oz", "ounce", "ounces", "fl", "ml", "g", "lb", "lbs", "inch", "i
 TITLE_TEMPLATES = ["{brand} {words}", "a {words} by {brand}", "{words}", "I need {words}"]
 
 
-def _norm(text):
+def normalise(text):
     return " ".join(html.unescape(text).casefold().split())
 
 
@@ -107,7 +105,7 @@ class Facets:
 
     def satisfies(self, index, brand, category):
         """Does item ``index`` satisfy (brand, category)? ``ANY`` or None matches everything."""
-        if brand not in (None, ANY) and _norm(self.brands[index]) != _norm(brand):
+        if brand not in (None, ANY) and normalise(self.brands[index]) != normalise(brand):
             return False
         return category in (None, ANY) or category in self.categories[index]
 
@@ -120,7 +118,7 @@ def answer_text(brand, category):
     return f"brand: {brand or ANY}\ncategory: {category or ANY}"
 
 
-def _singular(word):
+def singular(word):
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
     if word.endswith(("sses", "shes", "ches", "xes")):
@@ -142,10 +140,10 @@ def category_phrase(path, position, rng):
     if not parts:
         return None
     words = rng.choice(parts).lower().split()
-    words[-1] = _singular(words[-1])
+    words[-1] = singular(words[-1])
     phrase = " ".join(words)
     if parent and len(parent.split()) == 1 and position > 1 and rng.random() < 0.3:
-        phrase = f"{_singular(parent.lower())} {phrase}"
+        phrase = f"{singular(parent.lower())} {phrase}"
     return phrase
 
 
@@ -153,9 +151,9 @@ def title_product_words(title, brand, rng):
     """The product words of a title: before its first comma/dash/bracket, brand removed, the last
     1-3 words ('OPI Nail Lacquer, Simmer and Shimmer' -> 'nail lacquer')."""
     head = re.split(r"\s[-(|]|,|\(", title)[0]
-    brand_words = set(_norm(brand).split())
-    words = [w for w in head.split() if _norm(w) not in brand_words and not re.search(r"\d", w)
-             and _norm(w).strip(".") not in _UNIT_WORDS and len(w) > 1]
+    brand_words = set(normalise(brand).split())
+    words = [w for w in head.split() if normalise(w) not in brand_words and not re.search(r"\d", w)
+             and normalise(w).strip(".") not in _UNIT_WORDS and len(w) > 1]
     if not words:
         return None
     return " ".join(words[-rng.randint(1, min(3, len(words))):]).lower()
@@ -238,8 +236,8 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
             choices = usable_templates(TRAIN_ID_TEMPLATES, slots)
             if choices and path:
                 query = rng.choice(choices).format(**slots)
-                named = brand_allowed(brand, path) and _norm(brand) in _norm(query)
-                if named or not brand or _norm(brand) not in _norm(query):
+                named = brand_allowed(brand, path) and normalise(brand) in normalise(query)
+                if named or not brand or normalise(brand) not in normalise(query):
                     examples.append(chat(query, brand if named else ANY, path[-1]))
             continue
         choices = usable_templates(HELDOUT_ID_TEMPLATES, slots)
@@ -308,21 +306,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    artifact = args.artifact
-    if artifact is None:
-        from recbole_tiger.llm.data import artifact_for_dataset
+    from recbole_tiger.llm.data import artifact_from_cli
 
-        overrides = {}
-        for arg in rest:
-            if not arg.startswith("--") or "=" not in arg:
-                parser.error(f"expected --key=value for the dataset config, got {arg!r}")
-            key, value = arg[2:].split("=", 1)
-            overrides[key] = yaml.safe_load(value)
-        if "dataset" not in overrides:
-            parser.error("give --artifact=PATH or --dataset=NAME (with --data_path and --sid_* settings)")
-        artifact = artifact_for_dataset(overrides)
-    elif rest:
-        parser.error(f"unrecognised arguments with --artifact: {rest}")
+    artifact = artifact_from_cli(parser, args.artifact, rest)
     summary = build_constraint_data(load_catalogue(artifact, strict=False), args.out, args.seed, args.min_items,
                                     args.requests_per_combination, args.title_requests, args.paraphrase_requests,
                                     args.eval_queries)

@@ -28,6 +28,24 @@ def artifact_for_dataset(overrides):
     return artifact_for(build_config(overrides))["path"]
 
 
+def artifact_from_cli(parser, artifact, rest):
+    """``--artifact=PATH``, or the artifact of the ``--key=value`` dataset settings in ``rest``
+    (built if needed); a command-line error otherwise."""
+    if artifact is not None:
+        if rest:
+            parser.error(f"unrecognised arguments with --artifact: {rest}")
+        return artifact
+    overrides = {}
+    for arg in rest:
+        if not arg.startswith("--") or "=" not in arg:
+            parser.error(f"expected --key=value for the dataset config, got {arg!r}")
+        key, value = arg[2:].split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    if "dataset" not in overrides:
+        parser.error("give --artifact=PATH or --dataset=NAME (with --data_path and --sid_* settings)")
+    return artifact_for_dataset(overrides)
+
+
 def build_data(artifact, out, n_items=None, tasks=TASKS, num_examples_per_item=4, heldout_per_item=1,
                valid_ratio=0.05, strict=True, seed=0, item_file=None, attribute_examples_per_item=None):
     catalogue = load_catalogue(artifact, item_file, strict=strict)
@@ -64,19 +82,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    artifact = args.artifact
-    if artifact is None:
-        overrides = {}
-        for arg in rest:
-            if not arg.startswith("--") or "=" not in arg:
-                parser.error(f"expected --key=value for the dataset config, got {arg!r}")
-            key, value = arg[2:].split("=", 1)
-            overrides[key] = yaml.safe_load(value)
-        if "dataset" not in overrides:
-            parser.error("give --artifact=PATH or --dataset=NAME (with --data_path and --sid_* settings)")
-        artifact = artifact_for_dataset(overrides)
-    elif rest:
-        parser.error(f"unrecognised arguments with --artifact: {rest}")
+    artifact = artifact_from_cli(parser, args.artifact, rest)
     summary = build_data(artifact, args.out, args.n_items, [t for t in args.tasks.split(",") if t],
                          args.num_examples_per_item, args.heldout_per_item, args.valid_ratio,
                          not args.no_strict, args.seed, attribute_examples_per_item=args.attribute_examples_per_item)
