@@ -73,14 +73,14 @@ class StringMatchReader:
         return [Parse(brand, category, 1.0)]
 
 
-def metrics(search, queries, vectors, readings, weight, popularity=None):
-    """Precision@10 / hit@10 over constraint queries, Recall@1/@10 over paraphrases.
-    ``popularity`` set: rank by P(satisfies) then popularity (the LM alone)."""
+def metrics(search, queries, vectors, satisfied, weight, popularity=None):
+    """Precision@10 / hit@10 over constraint queries, Recall@1/@10 over paraphrases; ``satisfied``:
+    per query, [N] P(item satisfies its readings). ``popularity`` set: rank by P(satisfies) then
+    popularity (the LM alone)."""
     p10 = hit10 = r1 = r10 = 0.0
     n_c = n_p = 0
     by_token = search.catalogue.by_token
-    for query, vector, parses in zip(queries, vectors, readings):
-        satisfies = search.satisfies(parses)
+    for query, vector, satisfies in zip(queries, vectors, satisfied):
         if popularity is not None:
             scores = satisfies + 1e-3 * popularity
         else:
@@ -168,10 +168,11 @@ def evaluate(args):
                    ("LM + retrieval", lm_readings, weights, lm_s + embed_s, None),
                    ("string match + retrieval", sm_readings, weights, sm_s + embed_s, None)]
         for name, readings, grid, seconds, pop in systems:
+            satisfied = [search.satisfies(parses) for parses in readings]     # once per system, not per weight
             if split == "test" and pop is None:
                 grid = [chosen[name]]
             results = [{"system": name, "split": split, "weight": w if pop is None else "",
-                        **metrics(search, queries, vectors, readings, w, pop), "seconds_per_query": round(seconds, 4),
+                        **metrics(search, queries, vectors, satisfied, w, pop), "seconds_per_query": round(seconds, 4),
                         **common, "train": common["train"] if readings is lm_readings else "none"} for w in grid]
             if split == "valid":
                 chosen[name] = choose(results)["weight"]

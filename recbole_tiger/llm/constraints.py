@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 from recbole_tiger.atomic_io import open_atomic
 from recbole_tiger.llm.catalogue import load_catalogue
-from recbole_tiger.llm.examples import HELDOUT_ID_TEMPLATES, TRAIN_ID_TEMPLATES, item_slots, usable_templates, write_jsonl
+from recbole_tiger.llm.examples import (HELDOUT_ID_TEMPLATES, TRAIN_ID_TEMPLATES, item_slots, jsonl_lines,
+                                        usable_templates, write_jsonl)
 
 ANY = "any"
 CONSTRAINT_SYSTEM_PROMPT = "Shop assistant. Read the request: brand and category."
@@ -278,19 +279,13 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
 def read_queries(path):
     """The evaluation queries of ``queries-<split>.jsonl``; a malformed line is an error naming it."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: not JSON ({e.msg})") from None
-            need = {"constraint": ("query", "brand", "category"), "paraphrase": ("query", "item")}.get(row.get("kind"))
-            if need is None or any(k not in row for k in need):
-                raise ValueError(f"{path}:{line_no}: a query needs kind 'constraint' (query, brand, category) "
-                                 f"or 'paraphrase' (query, item), got {sorted(row)}")
-            rows.append(row)
+    for line_no, row in jsonl_lines(path):
+        need = {"constraint": ("query", "brand", "category"), "paraphrase": ("query", "item")}.get(
+            row.get("kind") if isinstance(row, dict) else None)
+        if need is None or any(k not in row for k in need):
+            raise ValueError(f"{path}:{line_no}: a query needs kind 'constraint' (query, brand, category) "
+                             f"or 'paraphrase' (query, item), got {sorted(row) if isinstance(row, dict) else row!r}")
+        rows.append(row)
     return rows
 
 

@@ -171,18 +171,23 @@ def write_jsonl(path, examples):
             f.write(json.dumps(example, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path):
-    examples = []
+def jsonl_lines(path):
+    """(line number, parsed object) for every non-blank line; a line that is not JSON is an error naming it."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                example = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{line_no}: not JSON ({e.msg})") from None
-            roles = [m.get("role") for m in example.get("messages", [])] if isinstance(example, dict) else None
-            if not roles or roles[-1] != "assistant":
-                raise ValueError(f"{path}:{line_no}: an example needs 'messages' ending with an assistant message")
-            examples.append(example)
+
+
+def read_jsonl(path):
+    examples = []
+    for line_no, example in jsonl_lines(path):
+        roles = [m.get("role") for m in example.get("messages", [])] if isinstance(example, dict) else None
+        if not roles or roles[-1] != "assistant":
+            raise ValueError(f"{path}:{line_no}: an example needs 'messages' ending with an assistant message")
+        examples.append(example)
     return examples
