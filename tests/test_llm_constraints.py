@@ -10,7 +10,7 @@ import torch
 
 from recbole_tiger.llm.catalogue import load_catalogue
 from recbole_tiger.llm.constraints import (ANY, Facets, answer_text, build_constraint_data, category_phrase,
-                                           read_queries, title_product_words)
+                                           read_queries, title_product_words, words)
 from recbole_tiger.llm.examples import read_jsonl
 from recbole_tiger.semantic_ids.pipeline import ARTIFACT_FORMAT
 from test_llm import tiny_lm
@@ -30,7 +30,7 @@ def write_shop(tmp_path, n_items=48):
         top, mid, leaf, words = FAMILIES[i % 4]
         brand = ["Olay", "L&#39;Oreal Paris", "Conair"][(i // 4) % 3]
         path = ", ".join(p for p in (top, mid, leaf) if p)
-        title = f"{brand.replace('&#39;', chr(39))} {words.title()} No. {i}, 2 oz"
+        title = f"{brand.replace('&#39;', chr(39))} {words.title()} #{i}, 2 oz"
         lines.append(f"it{i}\t{title}\t{brand}\t{path}")
         texts.append(f"{title}. {brand}. {path}")
     (tmp_path / "shop.item").write_text("\n".join(lines) + "\n")
@@ -76,6 +76,9 @@ def test_constraint_data_holds_combinations_out(tmp_path):
             assert q["relevant"] == len(facets.matching(q["brand"], q["category"])) >= 2
             if q["brand"] != ANY:   # a held-out (brand, category) is never a training answer
                 assert answer_text(q["brand"], q["category"]) not in answers, q
+            if q["wording"] == "title words":   # the product as titles say it, never the category's name
+                assert q["brand"] != ANY and not set(words(q["category"])) & set(words(q["query"])), q
+        assert {q["wording"] for q in constraint} == {"category name", "title words"}
     (tmp_path / "bad.jsonl").write_text('{"kind": "constraint", "query": "x"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: a query needs kind 'constraint'"):
         read_queries(tmp_path / "bad.jsonl")
@@ -150,3 +153,22 @@ def test_lm_plus_retrieval_end_to_end(tmp_path, capsys):
     system.weight = meta["search_weight"]
     demo_rows = language_model_answerer(str(tmp_path / "model"), RuntimeError)("a face cream by Olay")
     assert [r["item"] for r in demo_rows] == [r["item"] for r in answer_rows(system, "a face cream by Olay")]
+
+
+def test_weight_rule_keeps_paraphrase_recall_and_readings_are_cached(tmp_path):
+    from benchmarks.query_eval import choose, read_all
+    from recbole_tiger.llm.constrained import Parse
+
+    rows = [{"weight": 0.0, "precision@10": 0.5, "recall@10": 0.99}, {"weight": 0.1, "precision@10": 0.7, "recall@10": 0.99},
+            {"weight": 0.5, "precision@10": 0.7, "recall@10": 0.99}, {"weight": 1.0, "precision@10": 0.8, "recall@10": 0.98}]
+    assert choose(rows, baseline_recall=0.99)["weight"] == 0.1      # 1.0 loses a paraphrase; ties: smaller weight
+    assert choose(rows, baseline_recall=1.0)["weight"] == 0.0       # none keeps the recall: the embedding search
+    queries = [{"query": "a face cream by Olay"}, {"query": "shampoo"}]
+    calls = []
+    parse = lambda q: calls.append(q) or [Parse("Olay", "Face", 1.0)]
+    cache = tmp_path / "readings.json"
+    first, _ = read_all(parse, queries, "x", str(cache), "weights-1")
+    again, _ = read_all(parse, queries + [{"query": "mascara"}], "x", str(cache), "weights-1")
+    assert calls == ["a face cream by Olay", "shampoo", "mascara"] and again[:2] == first
+    read_all(parse, queries, "x", str(cache), "weights-2")          # new weights: read again
+    assert calls[3:] == ["a face cream by Olay", "shampoo"]

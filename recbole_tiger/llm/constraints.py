@@ -19,12 +19,14 @@ most specific category) and the title paraphrases of ``examples.py``.
 
 Splits: the (brand, category) combinations are split at random into train / valid / test, so a
 valid or test request never names a combination (or uses a template) that training saw; valid
-chooses how the LM and the embedding search are mixed, test is reported. Title-paraphrase
-queries (``examples.HELDOUT_ID_TEMPLATES``, relevance: the item itself) are the second
+chooses how the LM and the embedding search are mixed, test is reported. Constraint requests
+come in two wordings: the category said in words of its name ('moisturizer', as the training
+templates say it) and the product said as item titles say it ('flat iron' for 'Flattening
+Irons', ``title_worded_requests``). Title-paraphrase queries (``examples.HELDOUT_ID_TEMPLATES``, relevance: the item itself) are the second
 evaluation, so a system that helps constraint requests must not hurt plain item lookups.
 
 Writes ``train.jsonl`` / ``valid.jsonl`` (chat examples, for ``finetune``), ``queries-valid.jsonl``
-/ ``queries-test.jsonl`` (``{"kind": "constraint", "query", "brand", "category"}`` or
+/ ``queries-test.jsonl`` (``{"kind": "constraint", "wording", "query", "brand", "category"}`` or
 ``{"kind": "paraphrase", "query", "item"}``) and ``catalogue.json``.
 """
 import argparse
@@ -129,6 +131,11 @@ def singular(word):
     return word
 
 
+def words(text):
+    """A text's words, casefolded and singular: 'Creams & Moisturizers' -> ['cream', 'moisturizer']."""
+    return [singular(w) for w in re.findall(r"[\w']+", normalise(text))]
+
+
 def category_phrase(path, position, rng):
     """Category ``path[position]`` as a shopper says it: 'Creams & Moisturizers' -> 'cream' or
     'moisturizer'; sometimes with its parent ('face moisturizer'); an audience category
@@ -183,6 +190,35 @@ def _constraint_request(key, info, templates, rng):
     if kind != "brand" and not product:
         return None
     return rng.choice(templates[kind]).format(brand=brand, product=product)
+
+
+def title_worded_requests(catalogue, facets, held, combos, rng, n, min_head_count=10):
+    """Held-out (brand, category) requests that say the product as item titles do, not as the
+    category is named: 'looking for a flat iron from Conair' for (Conair, Flattening Irons). The
+    product words come from the title of one item of the combination; kept only when their last
+    word ends the product words of at least ``min_head_count`` titles (a product noun: 'iron',
+    'lacquer', 'sunscreen'), they are letters only, and no word of them is a word of the category's name (string
+    matching of names would find those)."""
+    product_of = [title_product_words(catalogue.title(it), brand, random.Random(0)) or ""
+                  for it, brand in zip(catalogue.items, facets.brands)]
+    heads = Counter(p.split()[-1] for p in product_of if p)
+    members = {}
+    for index, (brand, path) in enumerate(zip(facets.brands, facets.categories)):
+        for category in path:
+            if brand and (brand, category) in held:
+                members.setdefault((brand, category), []).append(index)
+    rows = []
+    for key in held:
+        if len(rows) >= n or key not in members:
+            continue
+        product = title_product_words(catalogue.title(catalogue.items[rng.choice(members[key])]), key[0], rng)
+        if (not product or not re.fullmatch(r"[a-z][a-z' -]*[a-z]", product) or heads[product.split()[-1]] < min_head_count
+                or set(words(key[1])) & set(words(product))):
+            continue
+        rows.append({"kind": "constraint", "wording": "title words",
+                     "query": rng.choice(HELDOUT_TEMPLATES["brand_product"]).format(brand=key[0], product=product),
+                     "brand": key[0], "category": key[1], "relevant": combos[key][0]})
+    return rows
 
 
 def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_combination=2, title_requests=4000,
@@ -255,14 +291,17 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
         for key in held[:eval_queries]:
             query = _constraint_request(key, combos[key], HELDOUT_TEMPLATES, rng)
             if query:
-                rows.append({"kind": "constraint", "query": query, "brand": key[0], "category": key[1],
-                             "relevant": combos[key][0]})
-        queries[which] = rows + lookups[which]
+                rows.append({"kind": "constraint", "wording": "category name", "query": query, "brand": key[0],
+                             "category": key[1], "relevant": combos[key][0]})
+        # its own random stream: adding these requests leaves the rest of the data as it was
+        title_rng = random.Random(f"{seed}-title-worded-{which}")
+        queries[which] = rows + title_worded_requests(catalogue, facets, held, combos, title_rng, eval_queries) \
+            + lookups[which]
     write_jsonl(os.path.join(out, "train.jsonl"), examples[n_lm_valid:])
     write_jsonl(os.path.join(out, "valid.jsonl"), examples[:n_lm_valid])
     for which, rows in queries.items():
         write_jsonl(os.path.join(out, f"queries-{which}.jsonl"), rows)
-    kinds = lambda rows: dict(Counter(r["kind"] for r in rows))
+    kinds = lambda rows: dict(Counter(f"{r['kind']} ({r['wording']})" if "wording" in r else r["kind"] for r in rows))
     summary = {"artifact": os.path.abspath(catalogue.artifact_path), "item_file": os.path.abspath(catalogue.item_file),
                "task": "predict_constraints", "n_catalogue_items": len(catalogue.items),
                "brand_field": facets.brand_field, "category_field": facets.category_field,
