@@ -131,6 +131,7 @@ def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config, tmp_pat
     for system in ("first stage", "popularity", "MiniLM history-candidate cosine", "LM reranker, untrained",
                    "LM reranker, trained"):
         assert table.count(f"| {system}") == 1, table
+    assert table.count("| fusion with the first stage: LM reranker, ") == 2
     measured = lambda md: next(line for line in md.splitlines()  # all but commit, date, machine
                                if line.startswith("| LM reranker, trained")).split("|")[1:12]
     trained_row = measured(table)
@@ -141,7 +142,8 @@ def test_candidates_from_a_checkpoint_follow_recboles_split(tiny_config, tmp_pat
     with pytest.raises(SystemExit, match="unknown"):
         compare.main(common + ["--systems=trained,reranked"])
     first = ranking_metrics(test["candidates"], test["target"])
-    assert f"| first stage | SASRec (repeatable) |  | 10 | 5 | {first['recall@5']} |" in table
+    in_list = round(float((test["candidates"] == test["target"][:, None]).any(1).float().mean()), 4)
+    assert f"| first stage | SASRec (repeatable) |  |  | 10 | 5 | {in_list} | {first['recall@5']} |" in table
     # every row's valid column covers the same first --n_valid_users users
     first_valid = ranking_metrics(valid["candidates"][:5], valid["target"][:5])["ndcg@10"]
     assert f"| {first_valid} | 5 |" in next(line for line in table.splitlines() if line.startswith("| first stage"))

@@ -1,7 +1,10 @@
 """Rerank a first stage's candidates and compare, on the same users and the same lists:
 (a) the first stage's order, (b) the trained reranker, (c) the same reranker untrained,
 (d) simple rerankers: candidate popularity, and MiniLM cosine between the history and the
-candidate titles.
+candidate titles; (e) each reranker fused with the first stage's scores (``fusion``: weight 0 is
+the first stage, chosen on valid). Every row carries its test NDCG@10 difference to the first
+stage with a paired bootstrap 95% interval, and recall@K, the share of test targets in the lists
+(the ceiling of any reranking).
 
     python -m recbole_tiger.rerank.compare --candidates=saved/rerank/amazon-beauty-SASRec.pt \\
         --budget=50 --out=saved/rerank/amazon-beauty-SASRec-reranker.pt
@@ -26,12 +29,15 @@ import torch
 from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import PRECISIONS, Reranker, resolve_precision
 from recbole_tiger.rerank.prompts import HISTORY_ITEMS, candidate_file_titles, training_examples
-from recbole_tiger.rerank.train import MODES, evaluate, load_reranker_state, ranking_metrics, train_reranker
+from recbole_tiger.rerank.fusion import choose_fusion_weight, fused_order, paired_bootstrap
+from recbole_tiger.rerank.train import (MODES, load_reranker_state, metrics_of_scores, ranking_metrics, rerank_scores,
+                                        train_reranker, user_ndcg)
 
 SYSTEMS = ("baselines", "untrained", "trained")
 
-COLUMNS = ["system", "first_stage", "mode", "users", "K", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
-           "valid_ndcg@10", "valid_users", "train", "commit", "date", "machine"]
+COLUMNS = ["system", "first_stage", "mode", "fusion_weight", "users", "K", "recall@K", "recall@5", "recall@10",
+           "ndcg@5", "ndcg@10", "delta_ndcg@10", "delta_low", "delta_high", "valid_ndcg@10", "valid_users", "train",
+           "commit", "date", "machine"]
 
 
 def load_item_features(path, item_tokens):
@@ -85,16 +91,35 @@ def text_similarity_order(split, titles):
     return torch.stack(orders)
 
 
+def versus_first_stage(test, order):
+    """The test NDCG@10 difference to the first stage on the same users, with its paired
+    bootstrap 95% interval (``order`` [U, K]: the system's reordering of the first stage's lists)."""
+    base = user_ndcg(test["candidates"], test["target"])
+    diff = paired_bootstrap(user_ndcg(test["candidates"], test["target"], order), base)
+    return {"delta_ndcg@10": round(diff["difference"], 4), "delta_low": round(diff["low"], 4),
+            "delta_high": round(diff["high"], 4)}
+
+
 def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_users, train_note, common,
-                  valid_metrics=None):
-    """Choose the mode on valid (``valid_metrics``: already measured on these weights, e.g. by
-    training's best epoch; a 135M LM reranks ~one user per 5 s here), rerank test once."""
-    if valid_metrics is None:
-        valid_metrics = evaluate(reranker, valid, titles, with_feature, n_valid_users)
+                  valid_scores=None):
+    """Two rows: the reranker alone (scoring mode chosen on valid) and its fusion with the first
+    stage (mode and weight chosen on valid); ``valid_scores``: already measured on these weights,
+    e.g. by training's best epoch (a 135M LM reranks ~one user per 5 s here). Test is scored once."""
+    if valid_scores is None:
+        valid_scores = rerank_scores(reranker, valid, titles, with_feature, n_valid_users)
+    valid_metrics = metrics_of_scores(valid, valid_scores)
     mode = max(MODES, key=lambda m: valid_metrics[m]["ndcg@10"])
-    test_metrics = evaluate(reranker, test, titles, with_feature)[mode]
-    return {"system": name, "mode": mode, **common, **test_metrics,
-            "valid_ndcg@10": valid_metrics[mode]["ndcg@10"], "train": train_note}
+    fusion = {m: choose_fusion_weight(valid, valid["scores"], s) for m, s in valid_scores.items()}
+    fusion_mode = max(MODES, key=lambda m: (round(fusion[m][1][fusion[m][0]], 10), -fusion[m][0]))
+    weight, valid_fused = fusion[fusion_mode][0], fusion[fusion_mode][1][fusion[fusion_mode][0]]
+    test_scores = rerank_scores(reranker, test, titles, with_feature)
+    alone = test_scores[mode].argsort(dim=1, descending=True)
+    fused = fused_order(test["scores"], test_scores[fusion_mode], weight)
+    return [{"system": name, "mode": mode, **common, **ranking_metrics(test["candidates"], test["target"], alone),
+             **versus_first_stage(test, alone), "valid_ndcg@10": valid_metrics[mode]["ndcg@10"], "train": train_note},
+            {"system": f"fusion with the first stage: {name}", "mode": fusion_mode, "fusion_weight": weight, **common,
+             **ranking_metrics(test["candidates"], test["target"], fused), **versus_first_stage(test, fused),
+             "valid_ndcg@10": round(valid_fused, 4), "train": train_note}]
 
 
 def main(argv=None):
@@ -139,7 +164,9 @@ def main(argv=None):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(args.precision, device)
     out = args.out or os.path.splitext(args.candidates)[0] + "-reranker.pt"
+    in_list = (test["candidates"] == test["target"][:, None]).any(1).float().mean()
     common = {"first_stage": f"{data['model']} ({data['protocol']})", "users": len(test["users"]), "K": data["k"],
+              "recall@K": round(float(in_list), 4),
               "valid_users": min(args.n_valid_users, len(valid["users"])),
               "commit": git_commit(), "date": utc_date(), "machine": machine_description(device)}
 
@@ -163,7 +190,8 @@ def main(argv=None):
         valid_head = {key: value[:n] for key, value in valid.items()}
 
         def row(name, test_order, valid_order):
-            return {"system": name, "mode": "", **common,
+            versus = versus_first_stage(test, test_order) if test_order is not None else {}
+            return {"system": name, "mode": "", **common, **versus,
                     **ranking_metrics(test["candidates"], test["target"], test_order),
                     "valid_ndcg@10": ranking_metrics(valid_head["candidates"], valid_head["target"],
                                                      valid_order)["ndcg@10"], "train": ""}
@@ -174,8 +202,8 @@ def main(argv=None):
                   text_similarity_order(valid_head, titles))])
     with_feature = features is not None
     if "untrained" in systems:
-        save([reranker_rows(f"LM reranker, untrained ({args.base_model}, {precision})", build(), valid, test, titles,
-                            with_feature, args.n_valid_users, "none", common)])
+        save(reranker_rows(f"LM reranker, untrained ({args.base_model}, {precision})", build(), valid, test, titles,
+                           with_feature, args.n_valid_users, "none", common))
     if "trained" in systems:
         reranker = build()
         if args.use_saved:
@@ -193,10 +221,11 @@ def main(argv=None):
         note = (f"{meta['method']}, {meta.get('steps', '?')} steps over {meta['n_examples']} examples from "
                 f"{len(train['users'])} training users, {meta.get('train_seconds', 0) / 60:.0f} min, best epoch "
                 f"{meta.get('best_epoch')}")
-        save([reranker_rows(f"LM reranker, trained ({args.base_model}, {precision})", reranker, valid, test, titles,
-                            with_feature, args.n_valid_users, note, common, valid_metrics=meta.get("best_valid"))])
+        save(reranker_rows(f"LM reranker, trained ({args.base_model}, {precision})", reranker, valid, test, titles,
+                           with_feature, args.n_valid_users, note, common, valid_scores=meta.get("best_valid_scores")))
     for row in rows:
-        print({k: row[k] for k in ("system", "mode", "ndcg@10", "recall@10", "valid_ndcg@10")})
+        print({k: row.get(k, "") for k in ("system", "mode", "fusion_weight", "ndcg@10", "delta_ndcg@10", "delta_low",
+                                            "delta_high", "valid_ndcg@10")})
 
 
 if __name__ == "__main__":

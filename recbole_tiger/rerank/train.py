@@ -34,11 +34,22 @@ def candidate_scores(reranker, split, titles, row, with_feature):
     return {"direct": d, "sequential": s, "both": z(d) + z(s)}
 
 
-def ranking_metrics(candidates, targets, order=None, ks=(5, 10)):
-    """Recall/NDCG@k of the targets in candidate lists (reordered by ``order`` [U, K])."""
+def target_ranks(candidates, targets, order=None):
+    """[U] 1-based rank of each target in its list (reordered by ``order`` [U, K]); 10**9 when absent."""
     cands = candidates if order is None else torch.gather(candidates, 1, order)
     hit = cands == targets[:, None]                                                     # [U, K]
-    rank = torch.where(hit.any(1), hit.float().argmax(1) + 1, torch.full_like(targets, 10 ** 9))
+    return torch.where(hit.any(1), hit.float().argmax(1) + 1, torch.full_like(targets, 10 ** 9))
+
+
+def user_ndcg(candidates, targets, order=None, k=10):
+    """[U] NDCG@k of each user's single target (the per-user values a paired comparison needs)."""
+    rank = target_ranks(candidates, targets, order)
+    return (rank <= k) / torch.log2(rank.float() + 1)
+
+
+def ranking_metrics(candidates, targets, order=None, ks=(5, 10)):
+    """Recall/NDCG@k of the targets in candidate lists (reordered by ``order`` [U, K])."""
+    rank = target_ranks(candidates, targets, order)
     out = {}
     for k in ks:
         found = rank <= k
@@ -47,16 +58,25 @@ def ranking_metrics(candidates, targets, order=None, ks=(5, 10)):
     return out
 
 
-def evaluate(reranker, split, titles, with_feature, n_users=None, show_progress=True):
-    """{mode: metrics} of the reranked lists of the first ``n_users`` users of a split."""
+def rerank_scores(reranker, split, titles, with_feature, n_users=None, show_progress=True):
+    """{mode: [U, K] reranker scores} for the first ``n_users`` users of a split."""
     n = len(split["users"]) if n_users is None else min(n_users, len(split["users"]))
     scores = {m: [] for m in MODES}
     for row in tqdm(range(n), desc="rerank", disable=not show_progress, leave=False):
         for mode, s in candidate_scores(reranker, split, titles, row, with_feature).items():
             scores[mode].append(s)
-    return {mode: ranking_metrics(split["candidates"][:n], split["target"][:n],
-                                  torch.stack(s).argsort(dim=1, descending=True))
-            for mode, s in scores.items()}
+    return {mode: torch.stack(s) for mode, s in scores.items()}
+
+
+def metrics_of_scores(split, scores):
+    """{mode: metrics} of the lists reordered by ``scores`` ({mode: [U, K]}, the first U users)."""
+    return {mode: ranking_metrics(split["candidates"][: len(s)], split["target"][: len(s)],
+                                  s.argsort(dim=1, descending=True)) for mode, s in scores.items()}
+
+
+def evaluate(reranker, split, titles, with_feature, n_users=None, show_progress=True):
+    """{mode: metrics} of the reranked lists of the first ``n_users`` users of a split."""
+    return metrics_of_scores(split, rerank_scores(reranker, split, titles, with_feature, n_users, show_progress))
 
 
 def train_reranker(reranker, examples, valid, titles, out, method="lora", budget_min=50.0, epochs=20, batch_size=8,
@@ -86,7 +106,8 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if time.time() - start > budget_min * 60:
                 break
-        metrics = evaluate(reranker, valid, titles, with_feature, n_valid_users, show_progress)
+        scores = rerank_scores(reranker, valid, titles, with_feature, n_valid_users, show_progress)
+        metrics = metrics_of_scores(valid, scores)
         mode = max(MODES, key=lambda m: metrics[m]["ndcg@10"])
         log["epochs"].append({"epoch": epoch, "step": step, "seconds": round(time.time() - start, 1),
                               "train_loss": round(float(np.mean(losses)), 4), "valid": metrics, "best_mode": mode})
@@ -94,7 +115,9 @@ def train_reranker(reranker, examples, valid, titles, out, method="lora", budget
                     + ", ".join(f"{m} {metrics[m]['ndcg@10']}" for m in MODES))
         if metrics[mode]["ndcg@10"] > best:
             best, bad = metrics[mode]["ndcg@10"], 0
-            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=best, best_valid=metrics)
+            # the best epoch's valid scores too: score fusion is chosen on them without scoring again
+            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=best, best_valid=metrics,
+                       best_valid_scores=scores)
             save_reranker(reranker, out, {k: v for k, v in log.items() if k != "epochs"})
         else:
             bad += 1
@@ -141,5 +164,5 @@ def load_reranker_state(reranker, path, wrap=False):
     return saved["meta"]
 
 
-__all__ = ["train_reranker", "evaluate", "ranking_metrics", "save_reranker", "load_reranker_state",
+__all__ = ["train_reranker", "evaluate", "rerank_scores", "metrics_of_scores", "ranking_metrics", "user_ndcg", "save_reranker", "load_reranker_state",
            "update_reranker_meta", "wrap_for_method", "DIRECT_TEMPLATES", "SEQUENTIAL_TEMPLATES"]
