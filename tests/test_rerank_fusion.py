@@ -71,3 +71,29 @@ def test_user_ndcg_matches_the_mean_metric():
                                                    abs=1e-4)
     allowed = torch.tensor([1 / math.log2(r + 1) for r in range(1, 11)])
     assert all((allowed - v).abs().min() < 1e-6 for v in per_user[per_user > 0])
+
+
+def candidate_file(model, candidates, users):
+    split = {"users": users, "history": torch.zeros(len(users), 3, dtype=torch.long), "length": torch.ones(len(users)),
+             "target": candidates[:, 0].clone(), "candidates": candidates, "scores": -torch.arange(4.0).expand(len(users), 4)}
+    return {"model": model, "dataset": "tiny", "protocol": "repeatable", "item_tokens": ["[PAD]"] + list("abcdefghij"),
+            "k": candidates.shape[1], "model_file": f"{model}.pth", "splits": {"valid": split, "test": split}}
+
+
+def test_union_of_two_first_stages_by_reciprocal_rank_fusion():
+    from recbole_tiger.rerank.candidates import union
+
+    users = torch.tensor([1, 2])
+    sasrec = candidate_file("SASRec", torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]]), users)
+    tiger = candidate_file("TIGER", torch.tensor([[9, 3, 1, 10], [6, 5, 9, 10]]), users)
+    fused = union(sasrec, tiger)
+    test = fused["splits"]["test"]
+    # both lists' items first (1: ranks 1 and 3; 3: ranks 3 and 2), then the single-list ones by rank
+    assert test["candidates"][0].tolist() == [1, 3, 9, 2]
+    assert test["candidates"][1].tolist()[:2] == [5, 6] or test["candidates"][1].tolist()[:2] == [6, 5]
+    assert (test["scores"][:, :-1] >= test["scores"][:, 1:]).all() and fused["model"] == "SASRec + TIGER (RRF)"
+    assert union(sasrec, tiger, k=6)["splits"]["valid"]["candidates"].shape == (2, 6)
+    with pytest.raises(ValueError, match="fewer than k=9"):
+        union(sasrec, tiger, k=9)
+    with pytest.raises(ValueError, match="different valid users"):
+        union(sasrec, candidate_file("TIGER", tiger["splits"]["test"]["candidates"], torch.tensor([1, 3])))

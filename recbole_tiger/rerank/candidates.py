@@ -9,6 +9,11 @@ items masked too under the ``exclude_history`` protocol), and the top-K are kept
 held-out target. Training queries are each sampled user's last *training* target (its longest
 training row), ranked the same way: the reranker's negatives come from these lists, so no
 valid or test item enters its training data.
+
+Two first stages' files of the same users fuse into one (reciprocal rank fusion, ``union``):
+
+    python -m recbole_tiger.rerank.candidates --union saved/rerank/amazon-beauty-SASRec.pt \
+        saved/rerank/amazon-beauty-TIGER.pt --out=saved/rerank/amazon-beauty-SASRec+TIGER.pt
 """
 import argparse
 import os
@@ -82,24 +87,64 @@ def build_candidates(model_file, k=20, n_eval_users=500, n_train_users=2000, see
     }
 
 
+def union(first, second, k=None, rrf_k=60):
+    """Two first stages' candidate files (the same dataset, protocol and users) as one: each
+    user's list ordered by reciprocal rank fusion, score = sum over the lists of 1 / (rrf_k +
+    rank), top ``k`` (default: the first file's K). Items both lists hold come first."""
+    for key in ("dataset", "protocol", "item_tokens"):
+        if first[key] != second[key]:
+            raise ValueError(f"candidate files differ in {key}: {str(first[key])[:60]} vs {str(second[key])[:60]}")
+    k = k or first["k"]
+    splits = {}
+    for name, a in first["splits"].items():
+        b = second["splits"][name]
+        if not torch.equal(a["users"], b["users"]):
+            raise ValueError(f"candidate files hold different {name} users: build both with the same "
+                             "--n_eval_users/--n_train_users/--seed")
+        candidates, scores = [], []
+        for row in range(len(a["users"])):
+            fused = {}
+            for items in (a["candidates"][row], b["candidates"][row]):
+                for rank, item in enumerate(items.tolist(), start=1):
+                    fused[item] = fused.get(item, 0.0) + 1.0 / (rrf_k + rank)
+            top = sorted(fused.items(), key=lambda x: -x[1])[:k]
+            if len(top) < k:
+                raise ValueError(f"{name} row {row}: the two lists hold {len(top)} items, fewer than k={k}")
+            candidates.append(torch.tensor([i for i, _ in top]))
+            scores.append(torch.tensor([v for _, v in top]))
+        splits[name] = {**{key: a[key] for key in ("users", "history", "length", "target")},
+                        "candidates": torch.stack(candidates), "scores": torch.stack(scores)}
+    return {**first, "model": f"{first['model']} + {second['model']} (RRF)", "k": k, "splits": splits,
+            "model_file": [first["model_file"], second["model_file"]]}
+
+
 def main(argv=None):
     import sys
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_file", required=True)
+    parser.add_argument("--model_file", default=None)
+    parser.add_argument("--union", nargs=2, metavar="CANDIDATES", default=None,
+                        help="instead of --model_file: two candidate files of the same users, fused (RRF)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--k", type=int, default=None, help="list length (default 20; --union: the first file's)")
     parser.add_argument("--n_eval_users", type=int, default=500)
     parser.add_argument("--n_train_users", type=int, default=2000)
     parser.add_argument("--protocol", default=None, choices=[None, "repeatable", "exclude_history"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config must not read these flags
-    result = build_candidates(args.model_file, args.k, args.n_eval_users, args.n_train_users, args.seed, args.protocol)
+    if (args.model_file is None) == (args.union is None):
+        parser.error("give --model_file (a trained model) or --union (two candidate files)")
+    if args.union:
+        first, second = (torch.load(f, map_location="cpu", weights_only=False) for f in args.union)
+        result = union(first, second, args.k)
+    else:
+        result = build_candidates(args.model_file, args.k or 20, args.n_eval_users, args.n_train_users, args.seed,
+                                  args.protocol)
     atomic_torch_save(args.out, result)
     for name, split in result["splits"].items():
         hit = (split["candidates"] == split["target"][:, None]).any(1).float().mean()
-        print(f"{name}: {len(split['users'])} users, target among the top-{args.k}: {hit:.3f}")
+        print(f"{name}: {len(split['users'])} users, target among the top-{result['k']}: {hit:.3f}")
 
 
 if __name__ == "__main__":
