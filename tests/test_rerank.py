@@ -237,3 +237,14 @@ def test_item_feature_files(tmp_path):
     np.save(tmp_path / "f.npy", np.zeros((3, 2)))
     with pytest.raises(ValueError, match="one row per internal item id"):
         load_item_features(str(tmp_path / "f.npy"), tokens)
+
+
+def test_scoring_only_the_chosen_modes_gives_the_same_scores():
+    from recbole_tiger.rerank.train import candidate_scores
+
+    reranker, split = tiny_reranker(), synthetic_split(3, seed=4)
+    every = candidate_scores(reranker, split, titles(), 1, False)
+    assert set(every) == {"direct", "sequential", "both"}
+    for modes in (("direct",), ("sequential",), ("both",), ("sequential", "direct")):
+        some = candidate_scores(reranker, split, titles(), 1, False, modes)
+        assert list(some) == list(modes) and all(torch.equal(some[m], every[m]) for m in modes)

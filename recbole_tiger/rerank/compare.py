@@ -101,18 +101,20 @@ def versus_first_stage(test, order):
 
 
 def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_users, train_note, common,
-                  valid_scores=None):
+                  valid_scores=None, modes=MODES):
     """Two rows: the reranker alone (scoring mode chosen on valid) and its fusion with the first
     stage (mode and weight chosen on valid); ``valid_scores``: already measured on these weights,
     e.g. by training's best epoch (a 135M LM reranks ~one user per 5 s here). Test is scored once."""
     if valid_scores is None:
-        valid_scores = rerank_scores(reranker, valid, titles, with_feature, n_valid_users)
+        valid_scores = rerank_scores(reranker, valid, titles, with_feature, n_valid_users, modes=modes)
+    valid_scores = {m: valid_scores[m] for m in modes}
     valid_metrics = metrics_of_scores(valid, valid_scores)
-    mode = max(MODES, key=lambda m: valid_metrics[m]["ndcg@10"])
+    mode = max(modes, key=lambda m: valid_metrics[m]["ndcg@10"])
     fusion = {m: choose_fusion_weight(valid, valid["scores"], s) for m, s in valid_scores.items()}
-    fusion_mode = max(MODES, key=lambda m: (round(fusion[m][1][fusion[m][0]], 10), -fusion[m][0]))
+    fusion_mode = max(modes, key=lambda m: (round(fusion[m][1][fusion[m][0]], 10), -fusion[m][0]))
     weight, valid_fused = fusion[fusion_mode][0], fusion[fusion_mode][1][fusion[fusion_mode][0]]
-    test_scores = rerank_scores(reranker, test, titles, with_feature)
+    # test once, only the scoring modes valid chose
+    test_scores = rerank_scores(reranker, test, titles, with_feature, modes=tuple(dict.fromkeys((mode, fusion_mode))))
     alone = test_scores[mode].argsort(dim=1, descending=True)
     fused = fused_order(test["scores"], test_scores[fusion_mode], weight)
     return [{"system": name, "mode": mode, **common, **ranking_metrics(test["candidates"], test["target"], alone),
@@ -140,6 +142,8 @@ def main(argv=None):
     parser.add_argument("--sequential_weight", type=float, default=1.0)
     parser.add_argument("--direct_weight", type=float, default=1.0)
     parser.add_argument("--n_valid_users", type=int, default=200, help="valid users reranked after each epoch")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="scoring modes valid chooses among, comma-separated (direct alone: about half the time)")
     parser.add_argument("--item_features", default=None, help=".npy or atomic item_id/float_seq file")
     parser.add_argument("--results_dir", default="results")
     parser.add_argument("--seed", type=int, default=0)
@@ -151,6 +155,9 @@ def main(argv=None):
                              "of training one")
     args = parser.parse_args(argv)
     systems = args.systems.split(",")
+    modes = tuple(args.modes.split(","))
+    if not modes or set(modes) - set(MODES):
+        raise SystemExit(f"rerank.compare: --modes: expected some of {list(MODES)}, got {args.modes!r}")
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise SystemExit(f"rerank.compare: --systems: unknown {unknown}, expected some of {list(SYSTEMS)}")
@@ -203,7 +210,7 @@ def main(argv=None):
     with_feature = features is not None
     if "untrained" in systems:
         save(reranker_rows(f"LM reranker, untrained ({args.base_model}, {precision})", build(), valid, test, titles,
-                           with_feature, args.n_valid_users, "none", common))
+                           with_feature, args.n_valid_users, "none", common, modes=modes))
     if "trained" in systems:
         reranker = build()
         if args.use_saved:
@@ -215,14 +222,15 @@ def main(argv=None):
             train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
                            args.batch_size, args.learning_rate,
                            task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
-                           n_valid_users=args.n_valid_users, seed=args.seed)
+                           n_valid_users=args.n_valid_users, seed=args.seed, modes=modes)
         # the best epoch's weights, as saved (a reranker not trained here is first wrapped as it was)
         meta = load_reranker_state(reranker, out, wrap=args.use_saved)
         note = (f"{meta['method']}, {meta.get('steps', '?')} steps over {meta['n_examples']} examples from "
                 f"{len(train['users'])} training users, {meta.get('train_seconds', 0) / 60:.0f} min, best epoch "
                 f"{meta.get('best_epoch')}")
         save(reranker_rows(f"LM reranker, trained ({args.base_model}, {precision})", reranker, valid, test, titles,
-                           with_feature, args.n_valid_users, note, common, valid_scores=meta.get("best_valid_scores")))
+                           with_feature, args.n_valid_users, note, common, valid_scores=meta.get("best_valid_scores"),
+                           modes=modes))
     for row in rows:
         print({k: row.get(k, "") for k in ("system", "mode", "fusion_weight", "ndcg@10", "delta_ndcg@10", "delta_low",
                                             "delta_high", "valid_ndcg@10")})
