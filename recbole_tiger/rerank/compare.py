@@ -105,7 +105,7 @@ def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_use
     """Two rows: the reranker alone (scoring mode chosen on valid) and its fusion with the first
     stage (mode and weight chosen on valid); ``valid_scores``: already measured on these weights,
     e.g. by training's best epoch (a 135M LM reranks ~one user per 5 s here). Test is scored once."""
-    if valid_scores is None:
+    if valid_scores is None or set(modes) - set(valid_scores):     # (trained with other --modes)
         valid_scores = rerank_scores(reranker, valid, titles, with_feature, n_valid_users, modes=modes)
     valid_scores = {m: valid_scores[m] for m in modes}
     valid_metrics = metrics_of_scores(valid, valid_scores)
