@@ -248,3 +248,30 @@ def test_scoring_only_the_chosen_modes_gives_the_same_scores():
     for modes in (("direct",), ("sequential",), ("both",), ("sequential", "direct")):
         some = candidate_scores(reranker, split, titles(), 1, False, modes)
         assert list(some) == list(modes) and all(torch.equal(some[m], every[m]) for m in modes)
+
+
+def test_training_in_pieces_matches_one_run(tmp_path):
+    """Paused after every step and resumed (piece_min=0: one step a piece): the same weights, curve and best epoch
+    as one uninterrupted run, and no resume file left."""
+    t = titles()
+    train, valid = synthetic_split(24, seed=1), synthetic_split(8, seed=2)
+    examples = training_examples(train, t, n_negatives=1)
+    kwargs = dict(method="full", budget_min=30, epochs=2, batch_size=16, learning_rate=3e-3, patience=5,
+                  n_valid_users=8, show_progress=False)
+    whole = tiny_reranker()
+    one = train_reranker(whole, examples, valid, t, str(tmp_path / "one.pt"), **kwargs)
+    pieces, log = 0, {"paused": True}
+    while log.get("paused"):
+        log = train_reranker(tiny_reranker(), examples, valid, t, str(tmp_path / "pieces.pt"), piece_min=0, **kwargs)
+        pieces += 1
+        assert pieces < 20
+    assert pieces == log["pieces"] == one["steps"] and not (tmp_path / "pieces.pt.resume").exists()
+    assert [e["valid"] for e in log["epochs"]] == [e["valid"] for e in one["epochs"]]
+    assert [e["train_loss"] for e in log["epochs"]] == [e["train_loss"] for e in one["epochs"]]
+    a = torch.load(tmp_path / "one.pt", weights_only=True)
+    b = torch.load(tmp_path / "pieces.pt", weights_only=True)
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+    assert [c["valid_ndcg@10"] for c in b["meta"]["curve"]] == [c["valid_ndcg@10"] for c in a["meta"]["curve"]]
+    torch.save({"n_examples": 3, "weights": {}}, tmp_path / "pieces.pt.resume")
+    with pytest.raises(ValueError, match="a paused training of other examples"):
+        train_reranker(tiny_reranker(), examples, valid, t, str(tmp_path / "pieces.pt"), **kwargs)

@@ -124,6 +124,23 @@ def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_use
              "valid_ndcg@10": round(valid_fused, 4), "train": train_note}]
 
 
+CURVE_COLUMNS = ["first_stage", "epoch", "step", "seconds", "train_loss", "valid_users", *(f"valid_ndcg@10 {m}" for m in MODES),
+                 "commit", "date", "machine"]
+
+
+def write_curve(base, data, log, common):
+    """The training curve (train loss, valid NDCG@10 per scoring mode, after every epoch) into
+    ``<dataset>-rerank-curve.{csv,md}``."""
+    from recbole_tiger.benchmark.results_table import write_table
+
+    rows = [{"first_stage": common["first_stage"], "epoch": e["epoch"], "step": e["step"], "seconds": e["seconds"],
+             "train_loss": e["train_loss"], "valid_users": common["valid_users"],
+             **{f"valid_ndcg@10 {m}": v["ndcg@10"] for m, v in e["valid"].items()},
+             **{k: common[k] for k in ("commit", "date", "machine")}} for e in log["epochs"]]
+    write_table(base, f"Reranker training curve on {data['dataset']} (valid NDCG@10 of the reranked lists after each "
+                "epoch)", CURVE_COLUMNS, rows, ["first_stage", "epoch"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", required=True, help="file written by recbole_tiger.rerank.candidates")
@@ -134,7 +151,11 @@ def main(argv=None):
                         help="bfloat16: mixed precision (bf16 autocast, float32 weights), faster on a CPU with "
                              "bf16 arithmetic (AVX512-BF16/AMX; 1.6x when scoring here) or a GPU; float32: exact; "
                              "auto: bfloat16 where the hardware has it")
-    parser.add_argument("--budget", type=float, default=50.0, help="training minutes")
+    parser.add_argument("--budget", type=float, default=50.0, help="training minutes, all pieces together")
+    parser.add_argument("--piece", type=float, default=None,
+                        help="minutes of training in this invocation: then the state is saved to <out>.resume and "
+                             "the same command continues it")
+    parser.add_argument("--patience", type=int, default=2, help="epochs without a better valid NDCG@10 before stopping")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
@@ -219,10 +240,16 @@ def main(argv=None):
                                  "--use_saved)")
         else:
             examples = training_examples(train, titles, args.n_negatives, args.seed, with_feature)
-            train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
-                           args.batch_size, args.learning_rate,
-                           task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
-                           n_valid_users=args.n_valid_users, seed=args.seed, modes=modes)
+            log = train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
+                                 args.batch_size, args.learning_rate,
+                                 task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
+                                 n_valid_users=args.n_valid_users, seed=args.seed, modes=modes, piece_min=args.piece,
+                                 patience=args.patience)
+            write_curve(base + "-curve", data, log, common)
+            if log.get("paused"):
+                print(f"paused after {log['train_seconds'] / 60:.0f} min of training ({log['steps']} steps, "
+                      f"{len(log['epochs'])} epochs so far): the same command continues from {out}.resume")
+                return
         # the best epoch's weights, as saved (a reranker not trained here is first wrapped as it was)
         meta = load_reranker_state(reranker, out, wrap=args.use_saved)
         note = (f"{meta['method']}, {meta.get('steps', '?')} steps over {meta['n_examples']} examples from "

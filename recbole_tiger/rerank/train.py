@@ -7,6 +7,7 @@ trainable weights saved to ``<out>`` and reloaded.
 """
 import logging
 import math
+import os
 import random
 import time
 
@@ -87,50 +88,103 @@ def evaluate(reranker, split, titles, with_feature, n_users=None, show_progress=
 
 def train_reranker(reranker, examples, valid, titles, out, method="lora", budget_min=50.0, epochs=20, batch_size=8,
                    learning_rate=5e-4, warmup_steps=30, patience=2, lora_rank=16, task_weights=None,
-                   n_valid_users=200, seed=0, show_progress=True, modes=MODES):
-    """Train in place; returns the log. The best state (by valid NDCG@10) is saved to ``out``."""
+                   n_valid_users=200, seed=0, show_progress=True, modes=MODES, piece_min=None):
+    """Train in place; returns the log. The best state (by valid NDCG@10) is saved to ``out``.
+
+    Resumable: ``piece_min`` caps this invocation's minutes; at the cap the whole training state
+    (weights, optimizer, schedule, random streams, position in the epoch, log) goes to
+    ``<out>.resume`` and the log says ``paused``; the same call continues from it, ``budget_min``
+    counting the time of every piece. The file is removed when training ends."""
     task_weights = task_weights or {"sequential": 1.0, "direct": 1.0}
     with_feature = reranker.feature_id is not None
     torch.manual_seed(seed)
     rng = random.Random(seed)
     wrap_for_method(reranker, method, lora_rank)
-    params = [p for p in reranker.parameters() if p.requires_grad]
+    named = {k: p for k, p in reranker.named_parameters() if p.requires_grad}
+    params = list(named.values())
     optimizer, schedule = warmup_adamw(params, learning_rate, warmup_steps)
     log = {"method": method, "lora_rank": lora_rank, "n_examples": len(examples),
            "trainable_params": sum(p.numel() for p in params), "task_weights": task_weights, "epochs": []}
-    start, step, best, bad = time.time(), 0, -math.inf, 0
-    for epoch in range(epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
+    state = {"epoch": 0, "position": 0, "order": None, "losses": [], "step": 0, "seconds": 0.0, "best": -math.inf,
+             "bad": 0, "pieces": 0}
+    resume_file = out + ".resume"
+    if os.path.isfile(resume_file):
+        saved = torch.load(resume_file, map_location="cpu", weights_only=False)
+        if saved["n_examples"] != len(examples) or set(saved["weights"]) != set(named):
+            raise ValueError(f"{resume_file}: a paused training of other examples or another reranker; "
+                             "remove it to start again")
+        with torch.no_grad():
+            for k, v in saved["weights"].items():
+                named[k].copy_(v)
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        state, log = saved["state"], saved["log"]
+        logger.info(f"resumed from {resume_file}: epoch {state['epoch']}, step {state['step']}, "
+                    f"{state['seconds'] / 60:.1f} min of the budget spent")
+    start, steps_here = time.time(), 0
+    spent = lambda: state["seconds"] + time.time() - start
+
+    def pause():
+        state["seconds"] = spent()
+        state["pieces"] += 1
+        atomic_torch_save(resume_file, {"n_examples": len(examples), "weights": trainable_state(reranker),
+                                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                                        "state": state, "log": log})
+        log.update(paused=True, steps=state["step"], train_seconds=round(state["seconds"], 1))
+        return log
+
+    while state["epoch"] < epochs:
+        epoch = state["epoch"]
+        if state["order"] is None:
+            state["order"] = list(range(len(examples)))
+            rng.shuffle(state["order"])
+        order = state["order"]
         reranker.train()
-        losses = []
-        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not show_progress, leave=False)
+        starts = range(state["position"], len(order), batch_size)
+        bar = tqdm(starts, desc=f"epoch {epoch}", disable=not show_progress, leave=False)
         for i in bar:
-            losses.append(optimizer_step(reranker.loss([examples[j] for j in order[i: i + batch_size]], task_weights),
-                                         optimizer, schedule, params))
-            step += 1
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if time.time() - start > budget_min * 60:
+            if piece_min is not None and steps_here and time.time() - start >= piece_min * 60:   # >= 1 step a piece
+                state["position"] = i
+                return pause()
+            state["losses"].append(optimizer_step(
+                reranker.loss([examples[j] for j in order[i: i + batch_size]], task_weights), optimizer, schedule,
+                params))
+            state["step"] += 1
+            steps_here += 1
+            bar.set_postfix(loss=f"{state['losses'][-1]:.3f}")
+            if spent() > budget_min * 60:
                 break
         scores = rerank_scores(reranker, valid, titles, with_feature, n_valid_users, show_progress, modes)
         metrics = metrics_of_scores(valid, scores)
         mode = max(modes, key=lambda m: metrics[m]["ndcg@10"])
-        log["epochs"].append({"epoch": epoch, "step": step, "seconds": round(time.time() - start, 1),
-                              "train_loss": round(float(np.mean(losses)), 4), "valid": metrics, "best_mode": mode})
-        logger.info(f"epoch {epoch}: loss {np.mean(losses):.4f}, valid NDCG@10 "
+        loss = float(np.mean(state["losses"])) if state["losses"] else math.nan
+        log["epochs"].append({"epoch": epoch, "step": state["step"], "seconds": round(spent(), 1),
+                              "train_loss": round(loss, 4), "valid": metrics, "best_mode": mode})
+        logger.info(f"epoch {epoch}: loss {loss:.4f}, valid NDCG@10 "
                     + ", ".join(f"{m} {metrics[m]['ndcg@10']}" for m in modes))
-        if metrics[mode]["ndcg@10"] > best:
-            best, bad = metrics[mode]["ndcg@10"], 0
+        if metrics[mode]["ndcg@10"] > state["best"]:
+            state["best"], state["bad"] = metrics[mode]["ndcg@10"], 0
             # the best epoch's valid scores too: score fusion is chosen on them without scoring again
-            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=best, best_valid=metrics,
+            log.update(best_epoch=epoch, best_mode=mode, best_valid_ndcg10=state["best"], best_valid=metrics,
                        best_valid_scores=scores)
-            save_reranker(reranker, out, {k: v for k, v in log.items() if k != "epochs"})
+            save_reranker(reranker, out, {k: v for k, v in log.items() if k not in ("epochs", "paused")})
         else:
-            bad += 1
-        if bad >= patience or time.time() - start > budget_min * 60:
+            state["bad"] += 1
+        state.update(epoch=epoch + 1, position=0, order=None, losses=[])
+        if state["bad"] >= patience or spent() > budget_min * 60:
             break
-    log.update(steps=step, train_seconds=round(time.time() - start, 1))
-    update_reranker_meta(out, steps=log["steps"], train_seconds=log["train_seconds"])
+    log.pop("paused", None)
+    log.update(steps=state["step"], train_seconds=round(spent(), 1), pieces=state["pieces"] + 1,
+               stopped_by="patience" if state["bad"] >= patience else ("budget" if spent() > budget_min * 60 else "epochs"))
+    update_reranker_meta(out, steps=log["steps"], train_seconds=log["train_seconds"], pieces=log["pieces"],
+                         stopped_by=log["stopped_by"], curve=[{k: e[k] for k in ("epoch", "step", "seconds", "train_loss")}
+                                                              | {"valid_ndcg@10": e["valid"][e["best_mode"]]["ndcg@10"]}
+                                                              for e in log["epochs"]])
+    if os.path.isfile(resume_file):
+        os.remove(resume_file)
     return log
 
 
