@@ -255,13 +255,18 @@ def results_page(name, header, rows, csv_names, results_dir):
     return "\n".join(lines) + "\n"
 
 
+BUDGET_MODES = ("", "budget")   # rows of the budget table; run_benchmark.py --converge rows say "converge (...)"
+
+
 def headline_rows(rows, selectors):
-    """[(label, row)] of the csv rows the selectors choose (the last matching row of each)."""
+    """[(label, row)] of the csv rows the selectors choose (the last matching row of each; budget
+    runs unless the selector names a ``mode``)."""
     chosen = []
     for label, want in selectors:
         best = want.get("@best")
         matching = [r for r in rows if r.get("protocol", HEADLINE_PROTOCOL) == HEADLINE_PROTOCOL
-                    and all(r.get(k, "") == v for k, v in want.items() if k != "@best")]
+                    and all(r.get(k, "") == v for k, v in want.items() if k != "@best")
+                    and ("mode" in want or r.get("mode", "") in BUDGET_MODES)]
         if best:
             matching = [r for r in matching if r.get(best) not in ("", None)]
             matching = [max(matching, key=lambda r: float(r[best]))] if matching else []
