@@ -27,6 +27,11 @@ def test_rows_merge_by_model_seed_and_budget():
     merged = merge_rows(old, [_row("SASRec", 2020, 0.04), _row("TIGER", 2020, 0.05)], KEY)
     by_model = {r["model"]: r["test_ndcg@10"] for r in merged}
     assert by_model == {"SASRec": 0.04, "BERT4Rec": 0.02, "TIGER": 0.05}
+    # a zero key (weight 0.0) is a value: the new row replaces the one read back from the csv as "0.0"
+    read_back = [{"system": "embedding search", "weight": "0.0", "p": "0.59"}, {"system": "LM", "weight": "", "p": "0.7"}]
+    merged = merge_rows(read_back, [{"system": "embedding search", "weight": 0.0, "p": 0.55},
+                                    {"system": "LM", "weight": "", "p": 0.71}], ("system", "weight"))
+    assert sorted((r["system"], r["p"]) for r in merged) == [("LM", 0.71), ("embedding search", 0.55)]
 
 
 def test_markdown_keeps_reference_numbers_out_of_measured_rows():

@@ -77,8 +77,8 @@ def read_rows(csv_path):
 
 def merge_rows(old_rows, new_rows, key_columns):
     """New rows replace old rows with the same key (the values of ``key_columns``); the rest are kept."""
-    def key(row):
-        return tuple(str(row.get(k) or "") for k in key_columns)
+    def key(row):   # 0 and 0.0 are values ("0.0" once read back from the csv), only None is missing
+        return tuple("" if row.get(k) is None else str(row.get(k)) for k in key_columns)
 
     merged = {key(r): r for r in old_rows}
     merged.update({key(r): r for r in new_rows})
