@@ -12,14 +12,17 @@ paraphrases: Recall@1/@10 of the item. The LM's readings are kept in the model f
 
 * embedding search: cosine between the query and the items' text (the semantic IDs' encoder);
 * LM: the items satisfying the LM's reading, most bought first (the LM alone, no embedding);
-* LM + retrieval: cosine + weight x P(satisfies), the weight chosen on valid (``choose``: the
-  best constraint precision@10 that keeps paraphrase Recall@10 at the embedding search's),
-  written into the model folder as ``search_weight``;
+* LM + retrieval: cosine + weight x gate x P(satisfies) (``search.CatalogueSearch``), weight and
+  gate chosen on valid (``choose``: the best constraint precision@10 among the settings that lose
+  no valid paraphrase the embedding search finds), written into the model folder as
+  ``search_weight`` / ``search_gate``;
 * string match + retrieval: the same mix with a reading that looks for brand and category
   names in the query's words, also chosen on valid (how much of the LM's gain plain matching gets).
 
-Rows merge into ``results/<dataset>-queries.csv``/``.md``: test rows per system and every valid
-weight, with commit, date, machine and seconds per query.
+``--test_splits``: the test sets reported (``test``; ``test-fresh1``, a second one from
+``constraints --fresh_test=1`` for a model whose first test set has been looked at). Rows merge
+into ``results/<dataset>-queries.csv``/``.md``: test rows per system and every valid setting,
+with commit, date, machine and seconds per query.
 """
 import argparse
 import json
@@ -37,11 +40,12 @@ from recbole_tiger.llm.constraints import ANY, Facets, read_queries, words
 from recbole_tiger.llm.examples import interaction_counts
 from recbole_tiger.llm.search import CatalogueSearch
 
-COLUMNS = ["system", "split", "weight", "constraint_queries", "precision@10", "hit@10", "title_worded_queries",
+COLUMNS = ["system", "split", "weight", "gate", "constraint_queries", "precision@10", "hit@10", "title_worded_queries",
            "title_worded_precision@10", "title_worded_hit@10", "paraphrase_queries", "recall@1", "recall@10",
-           "seconds_per_query", "train", "commit", "date", "machine"]
+           "lost@10", "seconds_per_query", "train", "commit", "date", "machine"]
 TITLE_WORDS = "title words"
 WEIGHTS = [0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2]
+GATES = [0, 0.02, 0.05, 0.1, 0.2]
 
 
 class StringMatchReader:
@@ -74,17 +78,20 @@ class StringMatchReader:
         return [Parse(brand, category, 1.0)]
 
 
-def metrics(search, queries, vectors, satisfied, weight, popularity=None):
+def metrics(search, queries, vectors, satisfied, weight, popularity=None, gate=0.0, found_before=None):
     """Precision@10 / hit@10 over constraint queries (category-name and title wordings apart),
     Recall@1/@10 over paraphrases; ``satisfied``: per query, [N] P(item satisfies its readings).
-    ``popularity`` set: rank by P(satisfies) then popularity (the LM alone)."""
+    ``popularity`` set: rank by P(satisfies) then popularity (the LM alone). ``found_before``: the
+    queries another system found within its top 10 (``lost@10``: how many of them this one does
+    not); the ``found`` entry is this system's."""
     sums = {"constraint": [0, 0.0, 0.0], "title": [0, 0.0, 0.0], "paraphrase": [0, 0.0, 0.0]}
     by_token = search.catalogue.by_token
-    for query, vector, satisfies in zip(queries, vectors, satisfied):
+    found = set()
+    for n, (query, vector, satisfies) in enumerate(zip(queries, vectors, satisfied)):
         if popularity is not None:
             scores = satisfies + 1e-3 * popularity
         else:
-            scores = search.scores(vector, satisfies, weight)
+            scores = search.scores(vector, satisfies, weight, gate)
         top = scores.topk(10).indices.tolist()
         if query["kind"] == "constraint":
             good = sum(search.facets.satisfies(i, query["brand"], query["category"]) for i in top)
@@ -96,13 +103,16 @@ def metrics(search, queries, vectors, satisfied, weight, popularity=None):
             row = sums["paraphrase"]
             row[1] += top[0] == target
             row[2] += target in top
+            if target in top:
+                found.add(n)
         row[0] += 1
     mean = lambda key, i: round(sums[key][i] / max(sums[key][0], 1), 4)
     return {"constraint_queries": sums["constraint"][0], "precision@10": mean("constraint", 1),
             "hit@10": mean("constraint", 2), "title_worded_queries": sums["title"][0],
             "title_worded_precision@10": mean("title", 1), "title_worded_hit@10": mean("title", 2),
             "paraphrase_queries": sums["paraphrase"][0], "recall@1": mean("paraphrase", 1),
-            "recall@10": mean("paraphrase", 2)}
+            "recall@10": mean("paraphrase", 2),
+            "lost@10": len(found_before - found) if found_before is not None else "", "found": found}
 
 
 def read_all(parse, queries, desc, cache_file=None, fingerprint=None):
@@ -128,11 +138,13 @@ def read_all(parse, queries, desc, cache_file=None, fingerprint=None):
 
 
 def choose(rows, baseline_recall):
-    """The rule, fixed before any test run: the highest valid constraint precision@10 among the
-    weights whose valid paraphrase Recall@10 is at least the embedding search's (smallest weight
-    on ties; weight 0 is the embedding search itself, so one always qualifies)."""
-    allowed = [r for r in rows if r["recall@10"] >= baseline_recall] or [min(rows, key=lambda r: r["weight"])]
-    return max(allowed, key=lambda r: (r["precision@10"], -r["weight"]))
+    """The rule, fixed before the test runs it is reported on: the highest valid constraint
+    precision@10 among the settings whose valid paraphrase Recall@10 is at least the embedding
+    search's and that lose none of its lookups (``lost@10`` 0, where measured); on ties the smaller
+    weight, then no gate. Weight 0 is the embedding search itself, so one always qualifies."""
+    allowed = [r for r in rows if r["recall@10"] >= baseline_recall and not r.get("lost@10")] or [
+        min(rows, key=lambda r: r["weight"])]
+    return max(allowed, key=lambda r: (r["precision@10"], -r["weight"], -r.get("gate", 0.0)))
 
 
 def model_fingerprint(model_dir):
@@ -141,11 +153,12 @@ def model_fingerprint(model_dir):
     return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
-def save_search_weight(model_dir, weight, split_file):
+def save_search_weight(model_dir, weight, gate, split_file):
     path = os.path.join(model_dir, "recbole_tiger_llm.json")
     with open(path) as f:
         meta = json.load(f)
-    meta.update({"task": "predict_constraints", "search_weight": weight, "search_weight_chosen_on": split_file})
+    meta.update({"task": "predict_constraints", "search_weight": weight, "search_gate": gate,
+                 "search_weight_chosen_on": split_file})
     with open_atomic(path) as f:
         json.dump(meta, f, indent=1)
 
@@ -155,6 +168,8 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="folder written by recbole_tiger.llm.finetune")
     parser.add_argument("--data_dir", required=True, help="folder with queries-valid/test.jsonl and catalogue.json")
     parser.add_argument("--weights", default=",".join(str(w) for w in WEIGHTS))
+    parser.add_argument("--gates", default=",".join(str(g) for g in GATES), help="0: no gate")
+    parser.add_argument("--test_splits", default="test", help="comma-separated: queries-<split>.jsonl of --data_dir")
     parser.add_argument("--n_brands", type=int, default=2, help="LM readings: brands kept by the beam")
     parser.add_argument("--n_categories", type=int, default=3, help="LM readings: categories per brand")
     parser.add_argument("--max_queries", type=int, default=None, help="per split and kind (the first N)")
@@ -179,11 +194,12 @@ def evaluate(args):
     popularity = torch.tensor([counts.get(it.token, 0) for it in catalogue.items], dtype=torch.float)
     popularity = popularity / popularity.max().clamp(min=1)
     weights = [float(w) for w in args.weights.split(",")]
+    grid = [(w, g) for w in weights for g in ([float(g) for g in args.gates.split(",")] if w else [0.0])]
     common = {"commit": git_commit(), "date": utc_date(), "machine": machine_description(torch.device("cpu")),
               "train": f"{meta['method']}, {meta['steps']} steps, {meta['train_seconds'] / 60:.0f} min, "
                        f"best valid loss {meta['best_valid_loss']}"}
     rows, chosen = [], {}
-    for split in ("valid", "test"):
+    for split in ["valid"] + args.test_splits.split(","):
         queries = read_queries(os.path.join(args.data_dir, f"queries-{split}.jsonl"))
         kinds = lambda q: (q["kind"], q.get("wording", ""))
         queries = [q for kind in dict.fromkeys(map(kinds, queries)) for q in [q for q in queries if kinds(q) == kind][: args.max_queries]]
@@ -195,30 +211,37 @@ def evaluate(args):
                                      f"{args.n_brands}x{args.n_categories}.json"), model_fingerprint(args.model))
         sm_readings, sm_s = read_all(string_match.parse, queries, f"string match ({split})")
         none = [[] for _ in queries]
-        systems = [("embedding search", none, [0.0], embed_s, None),
-                   ("LM", lm_readings, [0.0], lm_s, popularity),
-                   ("LM + retrieval", lm_readings, weights, lm_s + embed_s, None),
-                   ("string match + retrieval", sm_readings, weights, sm_s + embed_s, None)]
-        for name, readings, grid, seconds, pop in systems:
+        systems = [("embedding search", none, [(0.0, 0.0)], embed_s, None),
+                   ("LM", lm_readings, [(0.0, 0.0)], lm_s, popularity),
+                   ("LM + retrieval", lm_readings, grid, lm_s + embed_s, None),
+                   ("string match + retrieval", sm_readings, grid, sm_s + embed_s, None)]
+        baseline_found = None
+        for name, readings, settings, seconds, pop in systems:
             satisfied = [search.satisfies(parses) for parses in readings]     # once per system, not per weight
-            if split == "test" and pop is None:
-                grid = [chosen[name]]
-            results = [{"system": name, "split": split, "weight": w if pop is None else "",
-                        **metrics(search, queries, vectors, satisfied, w, pop), "seconds_per_query": round(seconds, 4),
-                        **common, "train": common["train"] if readings is lm_readings else "none"} for w in grid]
-            if name == "embedding search" and split == "valid":
-                baseline_recall = results[0]["recall@10"]
+            if split != "valid" and pop is None:
+                settings = [chosen[name]]
+            results = [{"system": name, "split": split, "weight": w if pop is None else "", "gate": g if pop is None else "",
+                        **metrics(search, queries, vectors, satisfied, w, pop, g, baseline_found),
+                        "seconds_per_query": round(seconds, 4),
+                        **common, "train": common["train"] if readings is lm_readings else "none"} for w, g in settings]
+            if name == "embedding search":
+                baseline_found = results[0]["found"]
+                if split == "valid":
+                    baseline_recall = results[0]["recall@10"]
             if split == "valid" and pop is None:
-                chosen[name] = choose(results, baseline_recall)["weight"]
-            rows += results
+                best = choose(results, baseline_recall)
+                chosen[name] = (best["weight"], best["gate"])
             for r in results:
-                print({k: r[k] for k in ("system", "split", "weight", "precision@10", "hit@10",
-                                         "title_worded_precision@10", "recall@1", "recall@10", "seconds_per_query")}, flush=True)
-    save_search_weight(args.model, chosen["LM + retrieval"], os.path.join(args.data_dir, "queries-valid.jsonl"))
+                del r["found"]
+                print({k: r[k] for k in ("system", "split", "weight", "gate", "precision@10", "hit@10",
+                                         "title_worded_precision@10", "recall@1", "recall@10", "lost@10",
+                                         "seconds_per_query")}, flush=True)
+            rows += results
+    save_search_weight(args.model, *chosen["LM + retrieval"], os.path.join(args.data_dir, "queries-valid.jsonl"))
     dataset = args.dataset or os.path.basename(catalogue.item_file).rsplit(".", 1)[0]
     write_table(os.path.join(args.results_dir, f"{dataset}-queries"),
                 f"Constraint requests and title paraphrases on {dataset} (LM readings, embedding search; "
-                "weights chosen on valid)", COLUMNS, rows, ["system", "split", "weight"])
+                "weight and gate chosen on valid)", COLUMNS, rows, ["system", "split", "weight", "gate"])
     print(f"chosen on valid: {chosen}")
 
 

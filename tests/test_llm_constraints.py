@@ -121,25 +121,36 @@ def test_lm_plus_retrieval_end_to_end(tmp_path, capsys):
     data = tmp_path / "data"
     build_constraint_data(catalogue, str(data), min_items=2, title_requests=48, paraphrase_requests=20,
                           eval_queries=10, split=(0.6, 0.2, 0.2), valid_ratio=0.1)
+    train_before = (data / "train.jsonl").read_bytes()
+    build_constraint_data(catalogue, str(data), min_items=2, title_requests=48, paraphrase_requests=20,
+                          eval_queries=10, split=(0.6, 0.2, 0.2), valid_ratio=0.1, fresh_test=1)
+    assert (data / "train.jsonl").read_bytes() == train_before
+    fresh = read_queries(str(data / "queries-test-fresh1.jsonl"))
+    seen = {q["query"] for q in read_queries(str(data / "queries-test.jsonl"))} | {
+        e["messages"][1]["content"] for e in read_jsonl(data / "train.jsonl") + read_jsonl(data / "valid.jsonl")}
+    assert fresh and not {q["query"] for q in fresh} & seen
     log = finetune(read_jsonl(data / "train.jsonl"), read_jsonl(data / "valid.jsonl"), catalogue,
                    str(tmp_path / "model"), budget_min=10, epochs=8, batch_size=16, learning_rate=5e-3, eval_steps=0,
                    patience=10, lora_rank=8, model_and_tokenizer=tiny_lm(catalogue), show_progress=False,
                    task="predict_constraints")
     assert log["best_valid_loss"] < log["evaluations"][0]["valid_loss"]
     query_eval([f"--model={tmp_path / 'model'}", f"--data_dir={data}", f"--results_dir={tmp_path / 'results'}",
-                "--dataset=shop", "--weights=0,0.5,2", "--n_brands=2", "--n_categories=2"])
-    rows = {(r["system"], r["split"], r["weight"]): r
+                "--dataset=shop", "--weights=0,0.5,2", "--gates=0,0.1", "--n_brands=2", "--n_categories=2",
+                "--test_splits=test,test-fresh1"])
+    rows = {(r["system"], r["split"], r["weight"], r["gate"]): r
             for r in __import__("csv").DictReader(open(tmp_path / "results" / "shop-queries.csv"))}
     metrics = ("precision@10", "hit@10", "recall@1", "recall@10")
     # weight 0 is the embedding search, whatever the LM read
     for split in ("valid",):
-        assert all(rows[("LM + retrieval", split, "0.0")][m] == rows[("embedding search", split, "0.0")][m]
+        assert all(rows[("LM + retrieval", split, "0.0", "0.0")][m] == rows[("embedding search", split, "0.0", "0.0")][m]
                    for m in metrics)
-    assert {s for s, split, _ in rows if split == "test"} == {
+    assert {s for s, split, _, _ in rows if split == "test"} == {
         "embedding search", "LM", "LM + retrieval", "string match + retrieval"}
     meta = json.loads((tmp_path / "model" / "recbole_tiger_llm.json").read_text())
     assert meta["task"] == "predict_constraints" and meta["search_weight"] in (0.0, 0.5, 2.0)
-    assert ("LM + retrieval", "test", str(meta["search_weight"])) in rows
+    assert meta["search_gate"] in (0.0, 0.1) and not (meta["search_weight"] == 0 and meta["search_gate"])
+    for split in ("test", "test-fresh1"):
+        assert ("LM + retrieval", split, str(meta["search_weight"]), str(meta["search_gate"])) in rows
     system = load_answerer(str(tmp_path / "model"))
     assert isinstance(system, ConstraintSearch) and system.weight == meta["search_weight"]
     kind, hits = ask(system, "a face cream by Olay", k=5)
@@ -163,6 +174,17 @@ def test_weight_rule_keeps_paraphrase_recall_and_readings_are_cached(tmp_path):
             {"weight": 0.5, "precision@10": 0.7, "recall@10": 0.99}, {"weight": 1.0, "precision@10": 0.8, "recall@10": 0.98}]
     assert choose(rows, baseline_recall=0.99)["weight"] == 0.1      # 1.0 loses a paraphrase; ties: smaller weight
     assert choose(rows, baseline_recall=1.0)["weight"] == 0.0       # none keeps the recall: the embedding search
+    # a setting that loses one lookup and gains another keeps the recall but is not allowed; ties: no gate
+    rows = [{"weight": 0.0, "gate": 0.0, "precision@10": 0.5, "recall@10": 0.99, "lost@10": 0},
+            {"weight": 0.2, "gate": 0.0, "precision@10": 0.8, "recall@10": 0.99, "lost@10": 1},
+            {"weight": 0.2, "gate": 0.1, "precision@10": 0.7, "recall@10": 0.99, "lost@10": 0},
+            {"weight": 0.2, "gate": 0.05, "precision@10": 0.7, "recall@10": 0.99, "lost@10": 0}]
+    assert (choose(rows, baseline_recall=0.99)["weight"], choose(rows, baseline_recall=0.99)["gate"]) == (0.2, 0.05)
+    from recbole_tiger.llm.search import CatalogueSearch
+    gated = CatalogueSearch.gated
+    assert gated(0.2, torch.tensor([0.9, 0.5, 0.4]), 0.1) == 0.0                       # one item stands out
+    assert gated(0.2, torch.tensor([0.52, 0.5, 0.4]), 0.1) == pytest.approx(0.2 * 0.8)  # two about as close
+    assert gated(0.2, torch.tensor([0.9, 0.5, 0.4]), 0.0) == 0.2                        # no gate
     queries = [{"query": "a face cream by Olay"}, {"query": "shampoo"}]
     calls = []
     parse = lambda q: calls.append(q) or [Parse("Olay", "Face", 1.0)]

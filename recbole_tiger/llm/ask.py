@@ -41,7 +41,7 @@ def load_answerer(model_dir, device="cpu"):
         weight = UNCHOSEN_SEARCH_WEIGHT
     facets = Facets.of(catalogue)
     return ConstraintSearch(ConstraintParser(model, tokenizer, facets),
-                            CatalogueSearch.from_artifact(catalogue, device), weight)
+                            CatalogueSearch.from_artifact(catalogue, device), weight, meta.get("search_gate") or 0.0)
 
 
 def ask(decoder, query, k=10):
@@ -57,7 +57,7 @@ def ask(decoder, query, k=10):
 
 def answer_rows(decoder, query, k=10):
     """The answer as table rows (rank, item, title, semantic ID, score) or one free-text row;
-    score: log P(ID | query) for the ID decoder, cosine + weight x P(satisfies) for LM + retrieval."""
+    score: log P(ID | query) for the ID decoder, cosine + gated weight x P(satisfies) for LM + retrieval."""
     kind, answer = ask(decoder, query, k)
     if kind == "text":
         return [{"rank": 1, "item": "", "title": answer, "semantic ID": "", "score": ""}]

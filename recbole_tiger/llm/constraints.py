@@ -222,8 +222,10 @@ def title_worded_requests(catalogue, facets, held, combos, rng, n, min_head_coun
 
 
 def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_combination=2, title_requests=4000,
-                          paraphrase_requests=1000, eval_queries=300, split=(0.7, 0.15, 0.15), valid_ratio=0.05):
-    """Write the files of the module docstring into ``out``; returns a summary."""
+                          paraphrase_requests=1000, eval_queries=300, split=(0.7, 0.15, 0.15), valid_ratio=0.05,
+                          fresh_test=0):
+    """Write the files of the module docstring into ``out``; returns a summary. ``fresh_test`` = n
+    > 0 writes only ``queries-test-fresh<n>.jsonl`` (``fresh_test_queries``) beside them."""
     rng = random.Random(seed)
     facets = Facets.of(catalogue)
     combos = combinations(facets, min_items)
@@ -283,6 +285,14 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
             lookups[which].append({"kind": "paraphrase", "query": rng.choice(choices).format(**slots),
                                    "item": item.token})
     rng.shuffle(examples)
+    if fresh_test:
+        rows = fresh_test_queries(catalogue, facets, [k for k in keys if part[k] == "test"], combos,
+                                  order[title_requests + paraphrase_requests + 2 * eval_queries:], examples,
+                                  os.path.join(out, "queries-test.jsonl"), f"{seed}-fresh-{fresh_test}", eval_queries)
+        path = os.path.join(out, f"queries-test-fresh{fresh_test}.jsonl")
+        write_jsonl(path, rows)
+        return {"fresh_test": path, "queries": dict(Counter(f"{r['kind']} ({r['wording']})" if "wording" in r
+                                                           else r["kind"] for r in rows))}
     n_lm_valid = max(1, round(len(examples) * valid_ratio))
     queries = {}
     for which in ("valid", "test"):
@@ -315,6 +325,52 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
     return summary
 
 
+def fresh_test_queries(catalogue, facets, held, combos, unused_items, examples, test_file, stream, n):
+    """A second test set for a model whose first test set has been looked at: the test split's
+    (brand, category) combinations asked again in newly drawn wordings, and title paraphrases of
+    items that neither training nor the first valid/test sets used (``unused_items``), from the
+    random stream ``stream``. A request whose text is a training request or one of ``test_file``'s
+    is drawn again (up to 5 times) or left out."""
+    seen = {normalise(e["messages"][1]["content"]) for e in examples}
+    if os.path.exists(test_file):
+        seen |= {normalise(q["query"]) for q in read_queries(test_file)}
+    rng = random.Random(stream)
+
+    def new(draw):
+        for _ in range(5):
+            query = draw()
+            if query and normalise(query) not in seen:
+                seen.add(normalise(query))
+                return query
+        return None
+
+    rows = []
+    for key in held[:n]:
+        query = new(lambda: _constraint_request(key, combos[key], HELDOUT_TEMPLATES, rng))
+        if query:
+            rows.append({"kind": "constraint", "wording": "category name", "query": query, "brand": key[0],
+                         "category": key[1], "relevant": combos[key][0]})
+    asked = set()    # title-worded requests: one per combination, the first new one of 5 draws
+    for draw in range(5):
+        for row in title_worded_requests(catalogue, facets, held, combos, random.Random(f"{stream}-title-{draw}"), n):
+            key = (row["brand"], row["category"])
+            if key not in asked and normalise(row["query"]) not in seen and len(asked) < n:
+                asked.add(key)
+                seen.add(normalise(row["query"]))
+                rows.append(row)
+    lookups = []
+    for index in unused_items:
+        if len(lookups) >= n:
+            break
+        item = catalogue.items[index]
+        slots = item_slots(catalogue, item, rng)
+        choices = usable_templates(HELDOUT_ID_TEMPLATES, slots)
+        query = new(lambda: rng.choice(choices).format(**slots)) if choices else None
+        if query:
+            lookups.append({"kind": "paraphrase", "query": query, "item": item.token})
+    return rows + lookups
+
+
 def read_queries(path):
     """The evaluation queries of ``queries-<split>.jsonl``; a malformed line is an error naming it."""
     rows = []
@@ -338,6 +394,8 @@ def main(argv=None):
     parser.add_argument("--paraphrase_requests", type=int, default=1000, help="training title paraphrases")
     parser.add_argument("--eval_queries", type=int, default=300, help="per split and kind")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh_test", type=int, default=0,
+                        help="n > 0: write only queries-test-fresh<n>.jsonl, a new test set for the same data")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from recbole_tiger.llm.data import artifact_from_cli
@@ -345,7 +403,7 @@ def main(argv=None):
     artifact = artifact_from_cli(parser, args.artifact, rest)
     summary = build_constraint_data(load_catalogue(artifact, strict=False), args.out, args.seed, args.min_items,
                                     args.requests_per_combination, args.title_requests, args.paraphrase_requests,
-                                    args.eval_queries)
+                                    args.eval_queries, fresh_test=args.fresh_test)
     print(json.dumps(summary, indent=1))
 
 

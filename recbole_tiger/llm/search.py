@@ -1,11 +1,15 @@
 """LM + retrieval: the LM reads the request's constraints, embedding search orders the items.
 
-    score(item) = cosine(query, item text) + weight * P(item satisfies the request's constraint)
+    score(item) = cosine(query, item text) + weight * gate * P(item satisfies the request's constraint)
+    gate = max(0, 1 - (cosine of the best item - cosine of the second) / search_gate)   (1 without a gate)
 
 where P sums the LM's readings (``constrained.ConstraintParser``) that the item satisfies.
 ``weight`` = 0 is plain embedding search; a large weight keeps the satisfying items first and
-orders them by cosine. The weight is chosen on validation queries (``benchmarks.query_eval``)
-and stored in the model folder's ``recbole_tiger_llm.json`` as ``search_weight``.
+orders them by cosine. The gate lowers the LM's say where the text already singles out one item
+(a request naming a product, whose catalogue category may not be the one its words suggest) and
+keeps it where many items are about as close (a request for a kind of product). Weight and gate
+are chosen on validation queries (``benchmarks.query_eval``) and stored in the model folder's
+``recbole_tiger_llm.json`` as ``search_weight`` / ``search_gate``.
 
 The embeddings are the semantic-ID artifact's item embeddings and its own sentence encoder, the
 same ones the embedding baseline uses, so the difference between the two is the LM's reading.
@@ -20,7 +24,7 @@ from recbole_tiger.llm.constraints import ANY, Facets
 @dataclass
 class Hit:
     item: object        # catalogue Item
-    score: float        # cosine + weight * P(satisfies)
+    score: float        # cosine + gated weight * P(satisfies)
     satisfies: float    # P(item satisfies the constraint) under the LM's readings
 
 
@@ -73,14 +77,24 @@ class CatalogueSearch:
             total += p.probability * self.mask(p.brand, p.category).float()
         return total
 
-    def scores(self, query_vector, satisfies, weight):
-        """[N] cosine + weight * P(satisfies)."""
-        return self.items @ query_vector + weight * satisfies
+    @staticmethod
+    def gated(weight, cosine, gate):
+        """``weight`` times the gate of the module docstring; ``gate`` 0: no gate."""
+        if not gate or not weight:
+            return weight
+        best = cosine.topk(min(2, len(cosine))).values
+        margin = float(best[0] - best[-1])
+        return weight * max(0.0, 1.0 - margin / gate)
 
-    def search(self, query, parses=(), weight=0.0, k=10):
+    def scores(self, query_vector, satisfies, weight, gate=0.0):
+        """[N] cosine + gated weight * P(satisfies)."""
+        cosine = self.items @ query_vector
+        return cosine + self.gated(weight, cosine, gate) * satisfies
+
+    def search(self, query, parses=(), weight=0.0, k=10, gate=0.0):
         """The top ``k`` items for ``query`` (best first)."""
         satisfies = self.satisfies(parses)
-        scores = self.scores(self.embed([query])[0], satisfies, weight)
+        scores = self.scores(self.embed([query])[0], satisfies, weight, gate)
         top = scores.topk(min(k, len(scores)))
         return [Hit(self.catalogue.items[i], float(s), float(satisfies[i]))
                 for s, i in zip(top.values.tolist(), top.indices.tolist())]
@@ -89,8 +103,8 @@ class CatalogueSearch:
 class ConstraintSearch:
     """The ``ask`` CLI's and the demo's system for a constraint model: parse, then search."""
 
-    def __init__(self, parser, search, weight):
-        self.parser, self.search, self.weight = parser, search, weight
+    def __init__(self, parser, search, weight, gate=0.0):
+        self.parser, self.search, self.weight, self.gate = parser, search, weight, gate
 
     def answer(self, query, k=10):
-        return self.search.search(query, self.parser.parse(query), self.weight, k)
+        return self.search.search(query, self.parser.parse(query), self.weight, k, self.gate)
