@@ -154,6 +154,32 @@ COLD_COLUMNS = (
     ("valid NDCG@10", "valid_ndcg@10", "metric"),
     ("test NDCG@10 (all targets)", "test_ndcg@10", "metric"),
 )
+# The converged tables (run_benchmark.py --converge: each model trained until valid NDCG@10 stops
+# improving), next to the numbers published for the dataset (recbole_tiger/benchmark/published.csv).
+CONVERGE_MODE = "converge (patience 10)"
+_CONVERGED_ROWS = (
+    ("SASRec", {"model": "SASRec", "variant": "", "mode": CONVERGE_MODE}),
+    ("BERT4Rec", {"model": "BERT4Rec", "variant": "", "mode": CONVERGE_MODE}),
+    ("TIGER, CPU preset", {"model": "TIGER", "preset": "cpu", "variant": "", "mode": CONVERGE_MODE}),
+    ("TIGER, paper preset", {"model": "TIGER", "preset": "paper", "variant": "", "mode": CONVERGE_MODE}),
+    (_HYBRID, {"model": "TIGER", "preset": "cpu", "variant": "hybrid-text-fusion", "mode": CONVERGE_MODE}),
+)
+CONVERGED = (
+    ("amazon-beauty", "Amazon Beauty", _CONVERGED_ROWS),
+    ("amazon-toys", "Amazon Toys and Games", _CONVERGED_ROWS),
+)
+CONVERGED_COLUMNS = (
+    ("epochs", "epochs", "int"),
+    ("pieces", "pieces", "int"),
+    ("train + valid wall (h)", "train_wall_s", "hours"),
+    ("valid NDCG@10", "valid_ndcg@10", "metric"),
+    ("test Recall@10", "test_recall@10", "metric"),
+    ("**test NDCG@10**", "test_ndcg@10", "bold-metric"),
+    ("test NDCG@10, history excluded", "exclude_history:test_ndcg@10", "metric"),
+)
+PUBLISHED_CSV = os.path.join(REPO_ROOT, "recbole_tiger", "benchmark", "published.csv")
+CONVERGED_BEGIN = "<!-- converged:begin -->"
+CONVERGED_END = "<!-- converged:end -->"
 COLD_BEGIN = "<!-- cold-start:begin -->"
 COLD_END = "<!-- cold-start:end -->"
 
@@ -281,6 +307,8 @@ def format_value(value, kind):
     if kind == "text":
         return md_cell(value)
     number = float(value)
+    if kind == "hours":
+        return f"{number / 3600:.1f}"
     if kind == "int":
         return str(int(round(number)))
     if kind == "thousands":
@@ -310,6 +338,46 @@ def headline_block(results_dir, link_prefix, headlines=HEADLINES, columns=HEADLI
     return lines
 
 
+def same_run(row, rows, protocol):
+    """The row of ``rows`` that reports the checkpoint of ``row`` under another test ``protocol``."""
+    return next((r for r in rows if r.get("protocol") == protocol and r.get("checkpoint") == row.get("checkpoint")
+                 and r.get("variant") == row.get("variant") and r.get("mode") == row.get("mode")), {})
+
+
+def converged_block(results_dir, link_prefix, published_csv=PUBLISHED_CSV, converged=CONVERGED):
+    """Per dataset: the converged rows (a column ``<protocol>:<name>`` reads the same run's row
+    under that protocol), the models not converged yet, and the published numbers."""
+    published = read_csv(published_csv)[1] if os.path.isfile(published_csv) else []
+    lines = []
+    for dataset, label, selectors in converged:
+        path = os.path.join(results_dir, dataset + ".csv")
+        rows = read_csv(path)[1] if os.path.isfile(path) else []
+        chosen = headline_rows(rows, selectors)
+        page = f"{link_prefix}{dataset}.md"
+
+        def cell(row, column, kind):
+            if ":" in column:
+                protocol, column = column.split(":", 1)
+                row = same_run(row, rows, protocol)
+            return format_value(row.get(column, ""), kind)
+
+        lines += [f"**{label}**, each model trained until valid NDCG@10 has not improved for 10 validations "
+                  f"(every run: [{page.rsplit('/', 1)[-1]}]({page})), and published numbers ([sources]({link_prefix}README.md#published-numbers)):", ""]
+        table = [[md_cell(name)] + [cell(row, col, kind) for _, col, kind in CONVERGED_COLUMNS] for name, row in chosen]
+        for ref in (r for r in published if r["dataset"] == dataset):
+            excluded = ref["protocol"] != "unknown"
+            name = f"*{ref['model']}, published* ({ref['label']}; protocol {ref['protocol']})"
+            table.append([md_cell(name), "—", "—", "—", "—", format_value(ref["test_recall@10"], "metric"),
+                          "—" if excluded else format_value(ref["test_ndcg@10"], "metric"),
+                          format_value(ref["test_ndcg@10"], "metric") if excluded else "—"])
+        lines += md_table(["model"] + [h for h, _, _ in CONVERGED_COLUMNS], table)
+        missing = [name for name, _ in selectors if name not in {n for n, _ in chosen}]
+        if missing:
+            lines += ["", "Not converged yet: " + "; ".join(md_text(m) for m in missing) + "."]
+        lines.append("")
+    return lines
+
+
 def results_index(results_dir, tables):
     lines = [NOTICE.format(source="results/*.csv"), "", "# Results", "",
              "Every table here is generated from a csv in [`results/`](../../results/) (the tools below append "
@@ -317,7 +385,15 @@ def results_index(results_dir, tables):
              "`machine` says otherwise; how the numbers were reached, run by run: [lab notes](../lab-notes/).", "",
              "## Headlines", ""]
     lines += headline_block(results_dir, "")
-    lines += headline_block(results_dir, "", COLD_HEADLINES, COLD_COLUMNS)
+    lines += ["## Trained to convergence", ""] + converged_block(results_dir, "")
+    lines += ["## Published numbers", "", "Numbers from papers and benchmarks, never measured here "
+              "(`recbole_tiger/benchmark/published.csv`); each with the protocol its source states, or unknown.", ""]
+    published = read_csv(PUBLISHED_CSV)[1] if os.path.isfile(PUBLISHED_CSV) else []
+    lines += md_table(["dataset", "model", "source", "protocol", "test Recall@10", "test NDCG@10"],
+                      [[r["dataset"], r["model"], md_cell(r["source"]), md_cell(r["protocol"]),
+                        format_value(r["test_recall@10"], "metric"), format_value(r["test_ndcg@10"], "metric")]
+                       for r in published]) + [""]
+    lines += ["## Cold-start items", ""] + headline_block(results_dir, "", COLD_HEADLINES, COLD_COLUMNS)
     lines += ["## All results files", ""]
     lines += md_table(["page", "rows", "what", "made by"],
                       [[f"[{name}]({name}.md)", str(len(rows)), md_cell(describe(name, header)[0] or ""),
@@ -354,9 +430,11 @@ def readme_with_headlines(root):
     text = replace_block(text, HEADLINE_BEGIN, HEADLINE_END, headline_block(results_dir, "docs/results/"))
     if text is None:
         return None
-    cold = replace_block(text, COLD_BEGIN, COLD_END,
-                         headline_block(results_dir, "docs/results/", README_COLD_HEADLINES, COLD_COLUMNS))
-    return text if cold is None else cold
+    for begin, end, block in ((CONVERGED_BEGIN, CONVERGED_END, converged_block(results_dir, "docs/results/")),
+                              (COLD_BEGIN, COLD_END, headline_block(results_dir, "docs/results/", README_COLD_HEADLINES,
+                                                                     COLD_COLUMNS))):
+        text = replace_block(text, begin, end, block) or text
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -249,3 +249,30 @@ def test_relative_links_resolve():
             if not os.path.exists(path):
                 broken.append(f"{os.path.relpath(page, REPO_ROOT)}: {target}")
     assert not broken, broken
+
+
+def test_converged_table_reads_both_protocols_of_one_run_and_the_published_numbers(tmp_path):
+    header = ["model", "preset", "variant", "seed", "protocol", "mode", "checkpoint", "epochs", "pieces", "train_wall_s",
+              "valid_ndcg@10", "test_recall@10", "test_ndcg@10"]
+    rows = [["SASRec", "", "", "2020", "repeatable", "budget", "a.pth", "46", "1", "3600", "0.05", "0.08", "0.0411"],
+            ["SASRec", "", "", "2020", "repeatable", make_docs.CONVERGE_MODE, "b.pth", "51", "2", "7200", "0.0528",
+             "0.0831", "0.0420"],
+            ["SASRec", "", "", "2020", "exclude_history", make_docs.CONVERGE_MODE, "b.pth", "51", "2", "7200", "0.0528",
+             "0.0909", "0.0560"],
+            ["SASRec", "", "", "2020", "exclude_history", make_docs.CONVERGE_MODE, "other.pth", "9", "1", "60", "0.01",
+             "0.01", "0.0111"]]
+    with open(tmp_path / "shop.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+    published = tmp_path / "published.csv"
+    published.write_text("dataset,model,label,source,protocol,test_recall@5,test_ndcg@5,test_recall@10,test_ndcg@10\n"
+                         "shop,TIGER,paper,the paper,unknown,,,0.0712,0.0432\n"
+                         "shop,SASRec,bench,a benchmark,believed to exclude seen items,,,0.0970,0.0580\n"
+                         "other,TIGER,paper,the paper,unknown,,,0.5,0.5\n")
+    selectors = (("SASRec", {"model": "SASRec", "mode": make_docs.CONVERGE_MODE}),
+                 ("BERT4Rec", {"model": "BERT4Rec", "mode": make_docs.CONVERGE_MODE}))
+    lines = make_docs.converged_block(str(tmp_path), "", str(published), (("shop", "Shop", selectors),))
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")][2:]
+    assert table[0] == ["SASRec", "51", "2", "2.0", "0.0528", "0.0831", "**0.0420**", "0.0560"]
+    assert table[1][-3:] == ["0.0712", "0.0432", "—"] and "protocol unknown" in table[1][0]
+    assert table[2][-3:] == ["0.0970", "—", "0.0580"]
+    assert len(table) == 3 and "Not converged yet: BERT4Rec." in lines

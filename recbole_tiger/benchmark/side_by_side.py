@@ -7,6 +7,7 @@ per invocation and still end up in one table; every row carries its commit, date
 machine. ``results/<dataset>.md`` and ``.png`` are regenerated from the csv each time.
 """
 import argparse
+import csv
 import json
 import os
 import resource
@@ -36,13 +37,16 @@ KEY_HYPERPARAMETERS = [
     "encoder_tokens", "train_targets", "backbone", "n_user_tokens", "weight_decay", "lr_scheduler", "warmup_steps",
     "sid_quantizer", "sid_n_levels", "code_temperature", "beam_size", "eval_step", "MAX_ITEM_LIST_LENGTH",
 ]
-REFERENCE_DATASET = "amazon-beauty"  # the published numbers below are for this dataset only
 LOSS_TYPES = {"TIGER": "CE over semantic-ID tokens", "RPG": "CE over parallel semantic-ID codes"}  # no loss_type key
-REFERENCE = {  # TIGER paper (Rajput et al. 2023), Table on Amazon Beauty
-    "TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
-    "SASRec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
-    "BERT4Rec": {"recall@5": 0.0203, "ndcg@5": 0.0124, "recall@10": 0.0347, "ndcg@10": 0.0170},
-}
+# Numbers published elsewhere (never measured here), per dataset: source, protocol, test metrics.
+PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published.csv")
+
+
+def published(dataset, path=PUBLISHED_FILE):
+    """The rows of ``published.csv`` for ``dataset`` (metrics as floats, None where not published)."""
+    with open(path, newline="") as f:
+        return [{k: (float(v) if k.startswith("test_") and v else None if k.startswith("test_") else v)
+                 for k, v in row.items()} for row in csv.DictReader(f) if row["dataset"] == dataset]
 
 
 # ----------------------------------------------------------------------------- one run
@@ -217,17 +221,17 @@ def markdown_table(rows, dataset):
         lines[1:1] = ["", f"Cold-start protocol (cold_item_ratio {', '.join(ratios)}): that fraction of the distinct "
                       "test items is removed from every training and validation sequence; test cold_* metrics average "
                       "over the test targets that are such items (cold_targets of them)."]
-    if dataset != REFERENCE_DATASET:
+    references = published(dataset)
+    if not references:
         return "\n".join(lines) + "\n"
+    metrics = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
     lines += ["", "## Reference only: published numbers, not measured here", "",
-              "From the TIGER paper (Rajput et al., NeurIPS 2023), Amazon Beauty, test split. Its SASRec and "
-              "BERT4Rec numbers come from a different training setup (not RecBole, not this budget), so they "
-              "are not comparable row-for-row with the measured table above. Protocol: unknown (the paper does "
-              "not say whether history items are ranked; on this data no user buys an item twice).", "",
-              "| model | recall@5 | ndcg@5 | recall@10 | ndcg@10 |", "|---|---|---|---|---|"]
-    for model, ref in REFERENCE.items():
-        lines.append(f"| {model} (paper) | {ref['recall@5']:.4f} | {ref['ndcg@5']:.4f} | "
-                     f"{ref['recall@10']:.4f} | {ref['ndcg@10']:.4f} |")
+              f"Published numbers on {dataset}, test split. They come from a different training setup (not RecBole, "
+              "not this budget), so they are not comparable row-for-row with the measured table above.", "",
+              "| model | source | protocol | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    for ref in references:
+        lines.append(f"| {ref['model']} (published) | {ref['source']} | {ref['protocol']} | "
+                     + " | ".join(f"{ref['test_' + m]:.4f}" if ref["test_" + m] is not None else "—" for m in metrics) + " |")
     return "\n".join(lines) + "\n"
 
 
