@@ -12,10 +12,11 @@ paraphrases: Recall@1/@10 of the item. The LM's readings are kept in the model f
 
 * embedding search: cosine between the query and the items' text (the semantic IDs' encoder);
 * LM: the items satisfying the LM's reading, most bought first (the LM alone, no embedding);
-* LM + retrieval: cosine + weight x gate x P(satisfies) (``search.CatalogueSearch``), weight and
-  gate chosen on valid (``choose``: the best constraint precision@10 among the settings that lose
-  no valid paraphrase the embedding search finds), written into the model folder as
-  ``search_weight`` / ``search_gate``;
+* LM + retrieval: cosine + weight x gate x P(satisfies), the cosine's ``keep`` best items held in
+  the top 10 (``search.CatalogueSearch``); weight, gate and keep chosen on valid (``choose``: the
+  best constraint precision@10 among the settings that lose no valid paraphrase the embedding
+  search finds), written into the model folder as ``search_weight`` / ``search_gate`` /
+  ``search_keep``;
 * string match + retrieval: the same mix with a reading that looks for brand and category
   names in the query's words, also chosen on valid (how much of the LM's gain plain matching gets).
 
@@ -40,12 +41,13 @@ from recbole_tiger.llm.constraints import ANY, Facets, read_queries, words
 from recbole_tiger.llm.examples import interaction_counts
 from recbole_tiger.llm.search import CatalogueSearch
 
-COLUMNS = ["system", "split", "weight", "gate", "constraint_queries", "precision@10", "hit@10", "title_worded_queries",
-           "title_worded_precision@10", "title_worded_hit@10", "paraphrase_queries", "recall@1", "recall@10",
+COLUMNS = ["system", "split", "weight", "gate", "keep", "constraint_queries", "precision@10", "hit@10",
+           "title_worded_queries", "title_worded_precision@10", "title_worded_hit@10", "paraphrase_queries", "recall@1", "recall@10",
            "lost@10", "seconds_per_query", "train", "commit", "date", "machine"]
 TITLE_WORDS = "title words"
 WEIGHTS = [0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2]
 GATES = [0, 0.02, 0.05, 0.1, 0.2]
+KEEPS = [0, 1, 3, 5]
 
 
 class StringMatchReader:
@@ -78,7 +80,7 @@ class StringMatchReader:
         return [Parse(brand, category, 1.0)]
 
 
-def metrics(search, queries, vectors, satisfied, weight, popularity=None, gate=0.0, found_before=None):
+def metrics(search, queries, vectors, satisfied, weight, popularity=None, gate=0.0, found_before=None, keep=0):
     """Precision@10 / hit@10 over constraint queries (category-name and title wordings apart),
     Recall@1/@10 over paraphrases; ``satisfied``: per query, [N] P(item satisfies its readings).
     ``popularity`` set: rank by P(satisfies) then popularity (the LM alone). ``found_before``: the
@@ -89,10 +91,9 @@ def metrics(search, queries, vectors, satisfied, weight, popularity=None, gate=0
     found = set()
     for n, (query, vector, satisfies) in enumerate(zip(queries, vectors, satisfied)):
         if popularity is not None:
-            scores = satisfies + 1e-3 * popularity
+            top = (satisfies + 1e-3 * popularity).topk(10).indices.tolist()
         else:
-            scores = search.scores(vector, satisfies, weight, gate)
-        top = scores.topk(10).indices.tolist()
+            top = search.ranking(vector, satisfies, weight, gate, keep)[0]
         if query["kind"] == "constraint":
             good = sum(search.facets.satisfies(i, query["brand"], query["category"]) for i in top)
             row = sums["title" if query.get("wording") == TITLE_WORDS else "constraint"]
@@ -141,10 +142,10 @@ def choose(rows, baseline_recall):
     """The rule, fixed before the test runs it is reported on: the highest valid constraint
     precision@10 among the settings whose valid paraphrase Recall@10 is at least the embedding
     search's and that lose none of its lookups (``lost@10`` 0, where measured); on ties the smaller
-    weight, then no gate. Weight 0 is the embedding search itself, so one always qualifies."""
+    weight, then the smaller gate and keep. Weight 0 is the embedding search itself, so one always qualifies."""
     allowed = [r for r in rows if r["recall@10"] >= baseline_recall and not r.get("lost@10")] or [
         min(rows, key=lambda r: r["weight"])]
-    return max(allowed, key=lambda r: (r["precision@10"], -r["weight"], -r.get("gate", 0.0)))
+    return max(allowed, key=lambda r: (r["precision@10"], -r["weight"], -r.get("gate", 0.0), -r.get("keep", 0)))
 
 
 def model_fingerprint(model_dir):
@@ -153,11 +154,11 @@ def model_fingerprint(model_dir):
     return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
-def save_search_weight(model_dir, weight, gate, split_file):
+def save_search_weight(model_dir, weight, gate, keep, split_file):
     path = os.path.join(model_dir, "recbole_tiger_llm.json")
     with open(path) as f:
         meta = json.load(f)
-    meta.update({"task": "predict_constraints", "search_weight": weight, "search_gate": gate,
+    meta.update({"task": "predict_constraints", "search_weight": weight, "search_gate": gate, "search_keep": keep,
                  "search_weight_chosen_on": split_file})
     with open_atomic(path) as f:
         json.dump(meta, f, indent=1)
@@ -169,6 +170,7 @@ def main(argv=None):
     parser.add_argument("--data_dir", required=True, help="folder with queries-valid/test.jsonl and catalogue.json")
     parser.add_argument("--weights", default=",".join(str(w) for w in WEIGHTS))
     parser.add_argument("--gates", default=",".join(str(g) for g in GATES), help="0: no gate")
+    parser.add_argument("--keeps", default=",".join(str(k) for k in KEEPS), help="0: none held")
     parser.add_argument("--test_splits", default="test", help="comma-separated: queries-<split>.jsonl of --data_dir")
     parser.add_argument("--n_brands", type=int, default=2, help="LM readings: brands kept by the beam")
     parser.add_argument("--n_categories", type=int, default=3, help="LM readings: categories per brand")
@@ -194,7 +196,8 @@ def evaluate(args):
     popularity = torch.tensor([counts.get(it.token, 0) for it in catalogue.items], dtype=torch.float)
     popularity = popularity / popularity.max().clamp(min=1)
     weights = [float(w) for w in args.weights.split(",")]
-    grid = [(w, g) for w in weights for g in ([float(g) for g in args.gates.split(",")] if w else [0.0])]
+    grid = [(w, g, k) for w in weights for g in ([float(g) for g in args.gates.split(",")] if w else [0.0])
+            for k in ([int(k) for k in args.keeps.split(",")] if w else [0])]
     common = {"commit": git_commit(), "date": utc_date(), "machine": machine_description(torch.device("cpu")),
               "train": f"{meta['method']}, {meta['steps']} steps, {meta['train_seconds'] / 60:.0f} min, "
                        f"best valid loss {meta['best_valid_loss']}"}
@@ -211,8 +214,8 @@ def evaluate(args):
                                      f"{args.n_brands}x{args.n_categories}.json"), model_fingerprint(args.model))
         sm_readings, sm_s = read_all(string_match.parse, queries, f"string match ({split})")
         none = [[] for _ in queries]
-        systems = [("embedding search", none, [(0.0, 0.0)], embed_s, None),
-                   ("LM", lm_readings, [(0.0, 0.0)], lm_s, popularity),
+        systems = [("embedding search", none, [(0.0, 0.0, 0)], embed_s, None),
+                   ("LM", lm_readings, [(0.0, 0.0, 0)], lm_s, popularity),
                    ("LM + retrieval", lm_readings, grid, lm_s + embed_s, None),
                    ("string match + retrieval", sm_readings, grid, sm_s + embed_s, None)]
         baseline_found = None
@@ -221,19 +224,20 @@ def evaluate(args):
             if split != "valid" and pop is None:
                 settings = [chosen[name]]
             results = [{"system": name, "split": split, "weight": w if pop is None else "", "gate": g if pop is None else "",
-                        **metrics(search, queries, vectors, satisfied, w, pop, g, baseline_found),
+                        "keep": k if pop is None else "",
+                        **metrics(search, queries, vectors, satisfied, w, pop, g, baseline_found, k),
                         "seconds_per_query": round(seconds, 4),
-                        **common, "train": common["train"] if readings is lm_readings else "none"} for w, g in settings]
+                        **common, "train": common["train"] if readings is lm_readings else "none"} for w, g, k in settings]
             if name == "embedding search":
                 baseline_found = results[0]["found"]
                 if split == "valid":
                     baseline_recall = results[0]["recall@10"]
             if split == "valid" and pop is None:
                 best = choose(results, baseline_recall)
-                chosen[name] = (best["weight"], best["gate"])
+                chosen[name] = (best["weight"], best["gate"], best["keep"])
             for r in results:
                 del r["found"]
-                print({k: r[k] for k in ("system", "split", "weight", "gate", "precision@10", "hit@10",
+                print({k: r[k] for k in ("system", "split", "weight", "gate", "keep", "precision@10", "hit@10",
                                          "title_worded_precision@10", "recall@1", "recall@10", "lost@10",
                                          "seconds_per_query")}, flush=True)
             rows += results
@@ -241,7 +245,7 @@ def evaluate(args):
     dataset = args.dataset or os.path.basename(catalogue.item_file).rsplit(".", 1)[0]
     write_table(os.path.join(args.results_dir, f"{dataset}-queries"),
                 f"Constraint requests and title paraphrases on {dataset} (LM readings, embedding search; "
-                "weight and gate chosen on valid)", COLUMNS, rows, ["system", "split", "weight", "gate"])
+                "weight, gate and keep chosen on valid)", COLUMNS, rows, ["system", "split", "weight", "gate", "keep"])
     print(f"chosen on valid: {chosen}")
 
 

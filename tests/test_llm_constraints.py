@@ -129,28 +129,34 @@ def test_lm_plus_retrieval_end_to_end(tmp_path, capsys):
     seen = {q["query"] for q in read_queries(str(data / "queries-test.jsonl"))} | {
         e["messages"][1]["content"] for e in read_jsonl(data / "train.jsonl") + read_jsonl(data / "valid.jsonl")}
     assert fresh and not {q["query"] for q in fresh} & seen
+    build_constraint_data(catalogue, str(data), min_items=2, title_requests=48, paraphrase_requests=20,
+                          eval_queries=10, split=(0.6, 0.2, 0.2), valid_ratio=0.1, fresh_test=2)
+    second = read_queries(str(data / "queries-test-fresh2.jsonl"))
+    assert not {q["query"] for q in second} & (seen | {q["query"] for q in fresh})
+    assert not {q["item"] for q in second if q["kind"] == "paraphrase"} & {q["item"] for q in fresh if q["kind"] == "paraphrase"}
     log = finetune(read_jsonl(data / "train.jsonl"), read_jsonl(data / "valid.jsonl"), catalogue,
                    str(tmp_path / "model"), budget_min=10, epochs=8, batch_size=16, learning_rate=5e-3, eval_steps=0,
                    patience=10, lora_rank=8, model_and_tokenizer=tiny_lm(catalogue), show_progress=False,
                    task="predict_constraints")
     assert log["best_valid_loss"] < log["evaluations"][0]["valid_loss"]
     query_eval([f"--model={tmp_path / 'model'}", f"--data_dir={data}", f"--results_dir={tmp_path / 'results'}",
-                "--dataset=shop", "--weights=0,0.5,2", "--gates=0,0.1", "--n_brands=2", "--n_categories=2",
+                "--dataset=shop", "--weights=0,0.5,2", "--gates=0,0.1", "--keeps=0,2", "--n_brands=2", "--n_categories=2",
                 "--test_splits=test,test-fresh1"])
-    rows = {(r["system"], r["split"], r["weight"], r["gate"]): r
+    rows = {(r["system"], r["split"], r["weight"], r["gate"], r["keep"]): r
             for r in __import__("csv").DictReader(open(tmp_path / "results" / "shop-queries.csv"))}
     metrics = ("precision@10", "hit@10", "recall@1", "recall@10")
     # weight 0 is the embedding search, whatever the LM read
     for split in ("valid",):
-        assert all(rows[("LM + retrieval", split, "0.0", "0.0")][m] == rows[("embedding search", split, "0.0", "0.0")][m]
+        assert all(rows[("LM + retrieval", split, "0.0", "0.0", "0")][m] == rows[("embedding search", split, "0.0", "0.0", "0")][m]
                    for m in metrics)
-    assert {s for s, split, _, _ in rows if split == "test"} == {
+    assert {s for s, split, *_ in rows if split == "test"} == {
         "embedding search", "LM", "LM + retrieval", "string match + retrieval"}
     meta = json.loads((tmp_path / "model" / "recbole_tiger_llm.json").read_text())
     assert meta["task"] == "predict_constraints" and meta["search_weight"] in (0.0, 0.5, 2.0)
     assert meta["search_gate"] in (0.0, 0.1) and not (meta["search_weight"] == 0 and meta["search_gate"])
     for split in ("test", "test-fresh1"):
-        assert ("LM + retrieval", split, str(meta["search_weight"]), str(meta["search_gate"])) in rows
+        assert ("LM + retrieval", split, str(meta["search_weight"]), str(meta["search_gate"]),
+                str(meta["search_keep"])) in rows
     system = load_answerer(str(tmp_path / "model"))
     assert isinstance(system, ConstraintSearch) and system.weight == meta["search_weight"]
     kind, hits = ask(system, "a face cream by Olay", k=5)
@@ -185,6 +191,16 @@ def test_weight_rule_keeps_paraphrase_recall_and_readings_are_cached(tmp_path):
     assert gated(0.2, torch.tensor([0.9, 0.5, 0.4]), 0.1) == 0.0                       # one item stands out
     assert gated(0.2, torch.tensor([0.52, 0.5, 0.4]), 0.1) == pytest.approx(0.2 * 0.8)  # two about as close
     assert gated(0.2, torch.tensor([0.9, 0.5, 0.4]), 0.0) == 0.2                        # no gate
+    # keep: the cosine's best items stay in the top k however the readings move the others
+    search = CatalogueSearch.__new__(CatalogueSearch)
+    search.items = torch.eye(5)
+    query = torch.tensor([0.9, 0.8, 0.1, 0.05, 0.0])
+    satisfies = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0])
+    assert search.ranking(query, satisfies, 2.0, k=3)[0] == [2, 3, 4]
+    top, scores = search.ranking(query, satisfies, 2.0, keep=1, k=3)
+    assert top == [2, 3, 0] and scores == sorted(scores, reverse=True)
+    assert search.ranking(query, satisfies, 2.0, keep=2, k=3)[0] == [2, 0, 1]
+    assert search.ranking(query, satisfies, 0.0, keep=2, k=3)[0] == [0, 1, 2]
     queries = [{"query": "a face cream by Olay"}, {"query": "shampoo"}]
     calls = []
     parse = lambda q: calls.append(q) or [Parse("Olay", "Face", 1.0)]

@@ -41,7 +41,8 @@ def load_answerer(model_dir, device="cpu"):
         weight = UNCHOSEN_SEARCH_WEIGHT
     facets = Facets.of(catalogue)
     return ConstraintSearch(ConstraintParser(model, tokenizer, facets),
-                            CatalogueSearch.from_artifact(catalogue, device), weight, meta.get("search_gate") or 0.0)
+                            CatalogueSearch.from_artifact(catalogue, device), weight, meta.get("search_gate") or 0.0,
+                            int(meta.get("search_keep") or 0))
 
 
 def ask(decoder, query, k=10):

@@ -288,7 +288,9 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
     if fresh_test:
         rows = fresh_test_queries(catalogue, facets, [k for k in keys if part[k] == "test"], combos,
                                   order[title_requests + paraphrase_requests + 2 * eval_queries:], examples,
-                                  os.path.join(out, "queries-test.jsonl"), f"{seed}-fresh-{fresh_test}", eval_queries)
+                                  [os.path.join(out, "queries-valid.jsonl"), os.path.join(out, "queries-test.jsonl")]
+                                  + [os.path.join(out, f"queries-test-fresh{n}.jsonl") for n in range(1, fresh_test)],
+                                  f"{seed}-fresh-{fresh_test}", eval_queries)
         path = os.path.join(out, f"queries-test-fresh{fresh_test}.jsonl")
         write_jsonl(path, rows)
         return {"fresh_test": path, "queries": dict(Counter(f"{r['kind']} ({r['wording']})" if "wording" in r
@@ -325,15 +327,20 @@ def build_constraint_data(catalogue, out, seed=0, min_items=5, requests_per_comb
     return summary
 
 
-def fresh_test_queries(catalogue, facets, held, combos, unused_items, examples, test_file, stream, n):
-    """A second test set for a model whose first test set has been looked at: the test split's
+def fresh_test_queries(catalogue, facets, held, combos, unused_items, examples, query_files, stream, n):
+    """A new test set for a model whose earlier test sets have been looked at: the test split's
     (brand, category) combinations asked again in newly drawn wordings, and title paraphrases of
-    items that neither training nor the first valid/test sets used (``unused_items``), from the
-    random stream ``stream``. A request whose text is a training request or one of ``test_file``'s
-    is drawn again (up to 5 times) or left out."""
+    items that neither training nor ``query_files`` used (from ``unused_items``), from the random
+    stream ``stream``. A request whose text is a training request or one of ``query_files``' is
+    drawn again (up to 5 times) or left out."""
     seen = {normalise(e["messages"][1]["content"]) for e in examples}
-    if os.path.exists(test_file):
-        seen |= {normalise(q["query"]) for q in read_queries(test_file)}
+    asked_items = set()
+    for path in query_files:
+        if os.path.exists(path):
+            earlier = read_queries(path)
+            seen |= {normalise(q["query"]) for q in earlier}
+            asked_items |= {q["item"] for q in earlier if q["kind"] == "paraphrase"}
+    unused_items = [i for i in unused_items if catalogue.items[i].token not in asked_items]
     rng = random.Random(stream)
 
     def new(draw):

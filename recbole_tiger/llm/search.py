@@ -7,9 +7,11 @@ where P sums the LM's readings (``constrained.ConstraintParser``) that the item 
 ``weight`` = 0 is plain embedding search; a large weight keeps the satisfying items first and
 orders them by cosine. The gate lowers the LM's say where the text already singles out one item
 (a request naming a product, whose catalogue category may not be the one its words suggest) and
-keeps it where many items are about as close (a request for a kind of product). Weight and gate
-are chosen on validation queries (``benchmarks.query_eval``) and stored in the model folder's
-``recbole_tiger_llm.json`` as ``search_weight`` / ``search_gate``.
+keeps it where many items are about as close (a request for a kind of product). ``keep`` > 0
+holds the embedding search's ``keep`` best items in the top k whatever the LM read (they replace
+the lowest others), so a misreading cannot push out an item the text matches best. Weight, gate
+and keep are chosen on validation queries (``benchmarks.query_eval``) and stored in the model
+folder's ``recbole_tiger_llm.json`` as ``search_weight`` / ``search_gate`` / ``search_keep``.
 
 The embeddings are the semantic-ID artifact's item embeddings and its own sentence encoder, the
 same ones the embedding baseline uses, so the difference between the two is the LM's reading.
@@ -91,20 +93,31 @@ class CatalogueSearch:
         cosine = self.items @ query_vector
         return cosine + self.gated(weight, cosine, gate) * satisfies
 
-    def search(self, query, parses=(), weight=0.0, k=10, gate=0.0):
+    def ranking(self, query_vector, satisfies, weight, gate=0.0, keep=0, k=10):
+        """(indices, scores) of the top ``k``, best score first, the cosine's ``keep`` best among them."""
+        cosine = self.items @ query_vector
+        scores = cosine + self.gated(weight, cosine, gate) * satisfies
+        top = scores.topk(min(k, len(scores))).indices.tolist()
+        if keep:
+            kept = set(cosine.topk(min(keep, k, len(cosine))).indices.tolist())
+            missing = sorted(kept - set(top), key=lambda i: -float(scores[i]))
+            if missing:   # drop the lowest items that are not kept; the kept ones go last (lower scores)
+                drop = set([i for i in top if i not in kept][-len(missing):])
+                top = [i for i in top if i not in drop] + missing
+        return top, [float(scores[i]) for i in top]
+
+    def search(self, query, parses=(), weight=0.0, k=10, gate=0.0, keep=0):
         """The top ``k`` items for ``query`` (best first)."""
         satisfies = self.satisfies(parses)
-        scores = self.scores(self.embed([query])[0], satisfies, weight, gate)
-        top = scores.topk(min(k, len(scores)))
-        return [Hit(self.catalogue.items[i], float(s), float(satisfies[i]))
-                for s, i in zip(top.values.tolist(), top.indices.tolist())]
+        top, scores = self.ranking(self.embed([query])[0], satisfies, weight, gate, keep, k)
+        return [Hit(self.catalogue.items[i], s, float(satisfies[i])) for s, i in zip(scores, top)]
 
 
 class ConstraintSearch:
     """The ``ask`` CLI's and the demo's system for a constraint model: parse, then search."""
 
-    def __init__(self, parser, search, weight, gate=0.0):
-        self.parser, self.search, self.weight, self.gate = parser, search, weight, gate
+    def __init__(self, parser, search, weight, gate=0.0, keep=0):
+        self.parser, self.search, self.weight, self.gate, self.keep = parser, search, weight, gate, keep
 
     def answer(self, query, k=10):
-        return self.search.search(query, self.parser.parse(query), self.weight, k, self.gate)
+        return self.search.search(query, self.parser.parse(query), self.weight, k, self.gate, self.keep)
