@@ -338,6 +338,11 @@ def headline_block(results_dir, link_prefix, headlines=HEADLINES, columns=HEADLI
     return lines
 
 
+def published_rows(path=PUBLISHED_CSV):
+    """The rows of recbole_tiger/benchmark/published.csv (none if it is missing)."""
+    return read_csv(path)[1] if os.path.isfile(path) else []
+
+
 def same_run(row, rows, protocol):
     """The row of ``rows`` that reports the checkpoint of ``row`` under another test ``protocol``."""
     return next((r for r in rows if r.get("protocol") == protocol and r.get("checkpoint") == row.get("checkpoint")
@@ -347,7 +352,7 @@ def same_run(row, rows, protocol):
 def converged_block(results_dir, link_prefix, published_csv=PUBLISHED_CSV, converged=CONVERGED):
     """Per dataset: the converged rows (a column ``<protocol>:<name>`` reads the same run's row
     under that protocol), the models not converged yet, and the published numbers."""
-    published = read_csv(published_csv)[1] if os.path.isfile(published_csv) else []
+    published = published_rows(published_csv)
     lines = []
     for dataset, label, selectors in converged:
         path = os.path.join(results_dir, dataset + ".csv")
@@ -388,11 +393,10 @@ def results_index(results_dir, tables):
     lines += ["## Trained to convergence", ""] + converged_block(results_dir, "")
     lines += ["## Published numbers", "", "Numbers from papers and benchmarks, never measured here "
               "(`recbole_tiger/benchmark/published.csv`); each with the protocol its source states, or unknown.", ""]
-    published = read_csv(PUBLISHED_CSV)[1] if os.path.isfile(PUBLISHED_CSV) else []
     lines += md_table(["dataset", "model", "source", "protocol", "test Recall@10", "test NDCG@10"],
                       [[r["dataset"], r["model"], md_cell(r["source"]), md_cell(r["protocol"]),
                         format_value(r["test_recall@10"], "metric"), format_value(r["test_ndcg@10"], "metric")]
-                       for r in published]) + [""]
+                       for r in published_rows()]) + [""]
     lines += ["## Cold-start items", ""] + headline_block(results_dir, "", COLD_HEADLINES, COLD_COLUMNS)
     lines += ["## All results files", ""]
     lines += md_table(["page", "rows", "what", "made by"],

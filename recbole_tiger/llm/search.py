@@ -88,11 +88,6 @@ class CatalogueSearch:
         margin = float(best[0] - best[-1])
         return weight * max(0.0, 1.0 - margin / gate)
 
-    def scores(self, query_vector, satisfies, weight, gate=0.0):
-        """[N] cosine + gated weight * P(satisfies)."""
-        cosine = self.items @ query_vector
-        return cosine + self.gated(weight, cosine, gate) * satisfies
-
     def ranking(self, query_vector, satisfies, weight, gate=0.0, keep=0, k=10):
         """(indices, scores) of the top ``k``, best score first, the cosine's ``keep`` best among them."""
         cosine = self.items @ query_vector
