@@ -171,6 +171,7 @@ CONVERGED = (
 CONVERGED_COLUMNS = (
     ("epochs", "epochs", "int"),
     ("pieces", "pieces", "int"),
+    ("stopped by", "stopped_by", "stopped"),
     ("train + valid wall (h)", "train_wall_s", "hours"),
     ("valid NDCG@10", "valid_ndcg@10", "metric"),
     ("test Recall@10", "test_recall@10", "metric"),
@@ -349,6 +350,14 @@ def same_run(row, rows, protocol):
                  and r.get("variant") == row.get("variant") and r.get("mode") == row.get("mode")), {})
 
 
+def stopped_cell(row):
+    """What ended a run, for the converged table: a run stopped by its budget is a time cap."""
+    stopped = row.get("stopped_by", "")
+    if stopped == "budget" and row.get("budget_min"):
+        return f"time cap ({float(row['budget_min']) / 60:g} h)"
+    return {"early stopping / epochs": "patience / epochs"}.get(stopped, md_cell(stopped) or "—")
+
+
 def converged_block(results_dir, link_prefix, published_csv=PUBLISHED_CSV, converged=CONVERGED):
     """Per dataset: the converged rows (a column ``<protocol>:<name>`` reads the same run's row
     under that protocol), the models not converged yet, and the published numbers."""
@@ -364,15 +373,18 @@ def converged_block(results_dir, link_prefix, published_csv=PUBLISHED_CSV, conve
             if ":" in column:
                 protocol, column = column.split(":", 1)
                 row = same_run(row, rows, protocol)
+            if kind == "stopped":
+                return stopped_cell(row)
             return format_value(row.get(column, ""), kind)
 
-        lines += [f"**{label}**, each model trained until valid NDCG@10 has not improved for 10 validations "
-                  f"(every run: [{page.rsplit('/', 1)[-1]}]({page})), and published numbers ([sources]({link_prefix}README.md#published-numbers)):", ""]
+        lines += [f"**{label}**, each model trained until valid NDCG@10 has not improved for 10 validations or its "
+                  f"schedule or time cap ended (every run: [{page.rsplit('/', 1)[-1]}]({page})), and published numbers "
+                  f"([sources]({link_prefix}README.md#published-numbers)):", ""]
         table = [[md_cell(name)] + [cell(row, col, kind) for _, col, kind in CONVERGED_COLUMNS] for name, row in chosen]
         for ref in (r for r in published if r["dataset"] == dataset):
             excluded = ref["protocol"] != "unknown"
             name = f"*{ref['model']}, published* ({ref['label']}; protocol {ref['protocol']})"
-            table.append([md_cell(name), "—", "—", "—", "—", format_value(ref["test_recall@10"], "metric"),
+            table.append([md_cell(name), "—", "—", "—", "—", "—", format_value(ref["test_recall@10"], "metric"),
                           "—" if excluded else format_value(ref["test_ndcg@10"], "metric"),
                           format_value(ref["test_ndcg@10"], "metric") if excluded else "—"])
         lines += md_table(["model"] + [h for h, _, _ in CONVERGED_COLUMNS], table)

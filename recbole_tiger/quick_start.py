@@ -117,6 +117,7 @@ def run_recbole_tiger(model=None, dataset=None, config_file_list=None, config_di
         "test_results": test_results,
         "epochs": trainer.epochs_done,
         "budget_exhausted": trainer.budget_exhausted,
+        "stopped_by": getattr(trainer, "stopped_by", "epochs"),
         "paused": paused,
         "train_seconds": trainer.train_seconds,
         "fit_seconds": trainer.fit_seconds,

@@ -252,15 +252,18 @@ def test_relative_links_resolve():
 
 
 def test_converged_table_reads_both_protocols_of_one_run_and_the_published_numbers(tmp_path):
-    header = ["model", "preset", "variant", "seed", "protocol", "mode", "checkpoint", "epochs", "pieces", "train_wall_s",
-              "valid_ndcg@10", "test_recall@10", "test_ndcg@10"]
-    rows = [["SASRec", "", "", "2020", "repeatable", "budget", "a.pth", "46", "1", "3600", "0.05", "0.08", "0.0411"],
-            ["SASRec", "", "", "2020", "repeatable", make_docs.CONVERGE_MODE, "b.pth", "51", "2", "7200", "0.0528",
-             "0.0831", "0.0420"],
-            ["SASRec", "", "", "2020", "exclude_history", make_docs.CONVERGE_MODE, "b.pth", "51", "2", "7200", "0.0528",
-             "0.0909", "0.0560"],
-            ["SASRec", "", "", "2020", "exclude_history", make_docs.CONVERGE_MODE, "other.pth", "9", "1", "60", "0.01",
-             "0.01", "0.0111"]]
+    header = ["model", "preset", "variant", "seed", "protocol", "mode", "checkpoint", "epochs", "pieces", "stopped_by",
+              "budget_min", "train_wall_s", "valid_ndcg@10", "test_recall@10", "test_ndcg@10"]
+    rows = [["SASRec", "", "", "2020", "repeatable", "budget", "a.pth", "46", "1", "budget", "60", "3600", "0.05",
+             "0.08", "0.0411"],
+            ["SASRec", "", "", "2020", "repeatable", make_docs.CONVERGE_MODE, "b.pth", "51", "2", "patience", "600",
+             "7200", "0.0528", "0.0831", "0.0420"],
+            ["SASRec", "", "", "2020", "exclude_history", make_docs.CONVERGE_MODE, "b.pth", "51", "2", "patience", "600",
+             "7200", "0.0528", "0.0909", "0.0560"],
+            ["SASRec", "", "", "2020", "exclude_history", make_docs.CONVERGE_MODE, "other.pth", "9", "1", "patience",
+             "600", "60", "0.01", "0.01", "0.0111"],
+            ["BERT4Rec", "", "", "2020", "repeatable", make_docs.CONVERGE_MODE, "c.pth", "20", "1", "budget", "150",
+             "9000", "0.03", "0.05", "0.0250"]]
     with open(tmp_path / "shop.csv", "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
     published = tmp_path / "published.csv"
@@ -272,7 +275,8 @@ def test_converged_table_reads_both_protocols_of_one_run_and_the_published_numbe
                  ("BERT4Rec", {"model": "BERT4Rec", "mode": make_docs.CONVERGE_MODE}))
     lines = make_docs.converged_block(str(tmp_path), "", str(published), (("shop", "Shop", selectors),))
     table = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")][2:]
-    assert table[0] == ["SASRec", "51", "2", "2.0", "0.0528", "0.0831", "**0.0420**", "0.0560"]
-    assert table[1][-3:] == ["0.0712", "0.0432", "—"] and "protocol unknown" in table[1][0]
-    assert table[2][-3:] == ["0.0970", "—", "0.0580"]
-    assert len(table) == 3 and "Not converged yet: BERT4Rec." in lines
+    assert table[0] == ["SASRec", "51", "2", "patience", "2.0", "0.0528", "0.0831", "**0.0420**", "0.0560"]
+    assert table[2][-3:] == ["0.0712", "0.0432", "—"] and "protocol unknown" in table[2][0]
+    assert table[3][-3:] == ["0.0970", "—", "0.0580"]
+    assert table[1][:4] == ["BERT4Rec", "20", "1", "time cap (2.5 h)"]
+    assert len(table) == 4 and not any(line.startswith("Not converged yet") for line in lines)

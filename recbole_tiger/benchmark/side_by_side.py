@@ -125,7 +125,7 @@ def run_one(model, dataset, seed, budget_min, config_files, preset="", variant="
         **{f"valid_{m}": (result["best_valid_result"] or {}).get(m) for m in METRICS},
         "cold_item_ratio": cold_item_ratio, "cold_item_seed": config["cold_item_seed"],
         "epochs": result["epochs"],
-        "stopped_by": "budget" if result["budget_exhausted"] else "early stopping / epochs",
+        "stopped_by": result["stopped_by"],
         "pieces": int(options.get("pieces_before", 0)) + 1,
         "train_wall_s": round(result["fit_seconds"], 1),
         "eval_wall_s": round(result["test_seconds"], 1),

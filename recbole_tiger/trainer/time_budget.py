@@ -82,6 +82,17 @@ class TimeBudgetMixin:
     def resume_file(self):
         return resume_file_for(self.saved_model_file)
 
+    @property
+    def stopped_by(self):
+        """What ended the last ``fit``: ``paused`` (train_session_limit, to be resumed), ``budget``
+        (train_time_budget), ``patience`` (stopping_step validations without improvement) or
+        ``epochs``."""
+        if self.paused:
+            return "paused"
+        if self.budget_exhausted:
+            return "budget"
+        return "patience" if self.cur_step > self.stopping_step else "epochs"
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._fit_start = time()
         self.paused = False
