@@ -30,6 +30,7 @@ from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import PRECISIONS, Reranker, resolve_precision
 from recbole_tiger.rerank.prompts import HISTORY_ITEMS, candidate_file_titles, training_examples
 from recbole_tiger.rerank.fusion import choose_fusion_weight, fused_order, paired_bootstrap
+from recbole_tiger.rerank.towers import TowerReranker, is_tower, load_tower_encoder
 from recbole_tiger.rerank.train import (MODES, load_reranker_state, metrics_of_scores, ranking_metrics, rerank_scores,
                                         train_reranker, user_ndcg)
 
@@ -145,8 +146,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", required=True, help="file written by recbole_tiger.rerank.candidates")
     parser.add_argument("--out", default=None, help="trained reranker weights (default: beside the candidates)")
-    parser.add_argument("--base_model", default=DEFAULT_BASE_MODEL)
-    parser.add_argument("--method", default="lora", choices=["lora", "full"])
+    parser.add_argument("--base_model", default=DEFAULT_BASE_MODEL,
+                        help="a causal LM (smollm2, a Hugging Face name or folder): the P5-style prompt reranker; "
+                             "minilm or sentence-transformers:<name or folder>: the two-tower text reranker "
+                             "(rerank/towers.py)")
+    parser.add_argument("--method", default=None, choices=["lora", "full"],
+                        help="default: lora for a causal LM, full for the two-tower reranker (the only choice there)")
     parser.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                         help="bfloat16: mixed precision (bf16 autocast, float32 weights), faster on a CPU with "
                              "bf16 arithmetic (AVX512-BF16/AMX; 1.6x when scoring here) or a GPU; float32: exact; "
@@ -158,8 +163,11 @@ def main(argv=None):
     parser.add_argument("--patience", type=int, default=2, help="epochs without a better valid NDCG@10 before stopping")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--learning_rate", type=float, default=5e-4)
-    parser.add_argument("--n_negatives", type=int, default=3, help="direct-task negatives per training user")
+    parser.add_argument("--learning_rate", type=float, default=None,
+                        help="default: 5e-4 (LoRA of a causal LM), 3e-5 (the two-tower reranker, every weight)")
+    parser.add_argument("--n_negatives", type=int, default=None,
+                        help="negatives per training user from the first stage's list: the direct task's (default "
+                             "3), or the two-tower reranker's list (default: every other candidate)")
     parser.add_argument("--sequential_weight", type=float, default=1.0)
     parser.add_argument("--direct_weight", type=float, default=1.0)
     parser.add_argument("--n_valid_users", type=int, default=200, help="valid users reranked after each epoch")
@@ -175,6 +183,15 @@ def main(argv=None):
                         help="trained: evaluate the reranker saved at --out (by an earlier invocation) instead "
                              "of training one")
     args = parser.parse_args(argv)
+    tower = is_tower(args.base_model)
+    if tower and args.method == "lora":
+        raise SystemExit("rerank.compare: --method=lora is for a causal LM; the two-tower reranker "
+                         f"(--base_model={args.base_model}) fine-tunes every weight (--method=full)")
+    args.method = args.method or ("full" if tower else "lora")
+    args.learning_rate = args.learning_rate or (3e-5 if tower else 5e-4)
+    if args.n_negatives is None and not tower:
+        args.n_negatives = 3
+    kind = "two-tower text reranker" if tower else "LM reranker"
     systems = args.systems.split(",")
     modes = tuple(args.modes.split(","))
     if not modes or set(modes) - set(MODES):
@@ -198,8 +215,14 @@ def main(argv=None):
               "valid_users": min(args.n_valid_users, len(valid["users"])),
               "commit": git_commit(), "date": utc_date(), "machine": machine_description(device)}
 
+    if tower and features is not None:
+        raise SystemExit("rerank.compare: --item_features needs a causal LM reranker (VIP5's feature token); "
+                         "the two-tower reranker reads titles only")
+
     def build():
         torch.manual_seed(args.seed)
+        if tower:
+            return TowerReranker(load_tower_encoder(args.base_model, device), precision=precision).to(device)
         return Reranker(*load_base_model(args.base_model), features=features,
                         precision=precision).to(device)
 
@@ -230,7 +253,7 @@ def main(argv=None):
                   text_similarity_order(valid_head, titles))])
     with_feature = features is not None
     if "untrained" in systems:
-        save(reranker_rows(f"LM reranker, untrained ({args.base_model}, {precision})", build(), valid, test, titles,
+        save(reranker_rows(f"{kind}, untrained ({args.base_model}, {precision})", build(), valid, test, titles,
                            with_feature, args.n_valid_users, "none", common, modes=modes))
     if "trained" in systems:
         reranker = build()
@@ -239,7 +262,8 @@ def main(argv=None):
                 raise SystemExit(f"rerank.compare: --use_saved: {out} does not exist (train it first, without "
                                  "--use_saved)")
         else:
-            examples = training_examples(train, titles, args.n_negatives, args.seed, with_feature)
+            examples = (reranker.training_examples(train, titles, args.n_negatives, args.seed) if tower else
+                        training_examples(train, titles, args.n_negatives, args.seed, with_feature))
             log = train_reranker(reranker, examples, valid, titles, out, args.method, args.budget, args.epochs,
                                  args.batch_size, args.learning_rate,
                                  task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
@@ -255,7 +279,7 @@ def main(argv=None):
         note = (f"{meta['method']}, {meta.get('steps', '?')} steps over {meta['n_examples']} examples from "
                 f"{len(train['users'])} training users, {meta.get('train_seconds', 0) / 60:.0f} min, best epoch "
                 f"{meta.get('best_epoch')}")
-        save(reranker_rows(f"LM reranker, trained ({args.base_model}, {precision})", reranker, valid, test, titles,
+        save(reranker_rows(f"{kind}, trained ({args.base_model}, {precision})", reranker, valid, test, titles,
                            with_feature, args.n_valid_users, note, common, valid_scores=meta.get("best_valid_scores"),
                            modes=modes))
     for row in rows:

@@ -48,10 +48,15 @@ def candidate_file_titles(data):
     return item_titles(config, data["item_tokens"])
 
 
+def history_text(history, length, titles):
+    """The titles of a user's last ``HISTORY_ITEMS`` items, oldest first, joined by " | "."""
+    items = [int(i) for i in history[max(0, int(length) - HISTORY_ITEMS): int(length)]]
+    return " | ".join(titles[i] for i in items)
+
+
 def shared_text(user, history, length, titles, template=0):
     """The user's part of every prompt: their last ``HISTORY_ITEMS`` items, oldest first."""
-    items = [int(i) for i in history[max(0, int(length) - HISTORY_ITEMS): int(length)]]
-    return SHARED_TEMPLATES[template].format(user=int(user), history=" | ".join(titles[i] for i in items))
+    return SHARED_TEMPLATES[template].format(user=int(user), history=history_text(history, length, titles))
 
 
 def candidate_prompt(task, title, template=0, with_feature=False):

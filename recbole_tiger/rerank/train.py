@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from recbole_tiger.atomic_io import atomic_torch_save
 from recbole_tiger.llm.finetune import make_trainable, optimizer_step, trainable_state, warmup_adamw
-from recbole_tiger.rerank.prompts import DIRECT_TEMPLATES, SEQUENTIAL_TEMPLATES, candidate_prompt, shared_text
+from recbole_tiger.rerank.prompts import (DIRECT_TEMPLATES, SEQUENTIAL_TEMPLATES, candidate_prompt, history_text,
+                                          shared_text)
 
 logger = logging.getLogger(__name__)
 MODES = ("direct", "sequential", "both")
@@ -27,6 +28,10 @@ def candidate_scores(reranker, split, titles, row, with_feature, modes=MODES):
     """{mode: scores [K]} for one user's candidates (template 0 of each task); only the tasks the
     ``modes`` need are scored (``direct`` alone costs about half of all three)."""
     items = [int(c) for c in split["candidates"][row]]
+    if hasattr(reranker, "score_titles"):      # a two-tower reranker has one score for every mode
+        scores = reranker.score_titles(history_text(split["history"][row], split["length"][row], titles),
+                                       [titles[i] for i in items])
+        return {m: scores for m in modes}
     shared = shared_text(split["users"][row], split["history"][row], split["length"][row], titles)
     out = {}
     if set(modes) & {"direct", "both"}:
