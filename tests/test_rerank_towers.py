@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_tiger.rerank.towers import TowerReranker, is_tower, load_tower_encoder
+from recbole_tiger.rerank.towers import (AdapterTowerReranker, TowerReranker, is_tower, load_tower_encoder,
+                                         title_vectors)
 from recbole_tiger.rerank.train import evaluate, load_reranker_state, train_reranker
 
 FAMILIES = ["Face Cream", "Hair Shampoo", "Eye Mascara", "Rose Perfume"]
@@ -79,6 +80,43 @@ def test_training_learns_what_zero_shot_similarity_gets_wrong(encoder, tmp_path)
     assert evaluate(fresh, valid, t, False, show_progress=False)["direct"]["ndcg@10"] == pytest.approx(trained, abs=1e-4)
 
 
+def adapter_for(encoder, t, *splits):
+    items = torch.cat([s[k].flatten() for s in splits for k in ("candidates", "history", "target")])
+    return AdapterTowerReranker(title_vectors(encoder, t, items))
+
+
+def test_the_untrained_adapter_ranks_as_the_minilm_cosine_baseline(encoder):
+    from recbole_tiger.rerank.compare import text_similarity_order
+    from recbole_tiger.rerank.train import rerank_scores
+
+    t, valid = titles(), next_family_split(24, seed=2)
+    valid["length"][:6] = 2                               # shorter histories weigh only the items they have
+    scores = rerank_scores(adapter_for(encoder, t, valid), valid, t, False, show_progress=False, modes=("direct",))
+    assert torch.equal(scores["direct"].argsort(dim=1, descending=True), text_similarity_order(valid, t))
+
+
+def test_the_adapter_learns_what_zero_shot_similarity_gets_wrong(encoder, tmp_path):
+    t = titles()
+    train, valid = next_family_split(256, seed=1), next_family_split(48, seed=2)
+    reranker = adapter_for(encoder, t, train, valid)
+    assert not any(p.requires_grad for p in reranker.buffers())
+    untrained = evaluate(reranker, valid, t, False, show_progress=False)["direct"]["ndcg@10"]
+    examples = reranker.training_examples(train, t)
+    assert all(ex["candidates"][0] == ex["item"] and len(ex["candidates"]) == 8 for ex in examples)
+    log = train_reranker(reranker, examples, valid, t, str(tmp_path / "adapter.pt"), method="adapter", budget_min=5,
+                         epochs=30, batch_size=32, learning_rate=1e-2, warmup_steps=2, patience=30,
+                         show_progress=False, modes=("direct",))
+    trained = log["best_valid_ndcg10"]
+    assert untrained < 0.6 and trained > untrained + 0.2, (untrained, trained)
+    # only the maps and the position weights are trained and saved; a reload scores as the best epoch did
+    saved = torch.load(tmp_path / "adapter.pt", weights_only=True)["state"]
+    assert set(saved) == {"history_map.weight", "history_map.bias", "item_map.weight", "item_map.bias",
+                          "position_logits"}
+    fresh = adapter_for(encoder, t, train, valid)
+    load_reranker_state(fresh, str(tmp_path / "adapter.pt"), wrap=True)
+    assert evaluate(fresh, valid, t, False, show_progress=False)["direct"]["ndcg@10"] == pytest.approx(trained, abs=1e-4)
+
+
 def test_compare_runs_the_two_tower_reranker_and_refuses_lora(tiny_config, tmp_path):
     from recbole_tiger.atomic_io import atomic_torch_save
     from recbole_tiger.quick_start import run_recbole_tiger
@@ -93,9 +131,13 @@ def test_compare_runs_the_two_tower_reranker_and_refuses_lora(tiny_config, tmp_p
               f"--results_dir={tmp_path / 'results'}", f"--out={tmp_path / 'towers.pt'}"]
     with pytest.raises(SystemExit, match="causal LM"):
         compare.main(common + ["--method=lora"])
-    compare.main(common + ["--systems=untrained,trained", "--epochs=1", "--batch_size=4"])
+    with pytest.raises(SystemExit, match="two-tower"):
+        compare.main([c for c in common if c != "--base_model=minilm"] + ["--base_model=smollm2", "--method=adapter"])
+    compare.main(common + ["--systems=untrained,trained", "--epochs=1", "--batch_size=4", "--method=full"])
+    compare.main(common + ["--systems=untrained,trained", "--epochs=2", f"--out={tmp_path / 'adapter.pt'}"])
     table = (tmp_path / "results" / "tiny-rerank.md").read_text()
-    for name in ("two-tower text reranker, untrained", "two-tower text reranker, trained",
-                 "fusion with the first stage: two-tower text reranker, trained"):
-        assert f"| {name} (minilm" in table
+    for kind in ("two-tower text reranker", "two-tower text reranker (frozen encoder)"):
+        for name in (f"{kind}, untrained", f"{kind}, trained", f"fusion with the first stage: {kind}, trained"):
+            assert f"| {name} (minilm" in table
     assert "full, 4 steps over 15 examples" in table                      # 15 queries, 4 per batch
+    assert "adapter, 2 steps over 15 examples" in table                   # one batch of 256 per epoch

@@ -30,7 +30,8 @@ from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import PRECISIONS, Reranker, resolve_precision
 from recbole_tiger.rerank.prompts import HISTORY_ITEMS, candidate_file_titles, training_examples
 from recbole_tiger.rerank.fusion import choose_fusion_weight, fused_order, paired_bootstrap
-from recbole_tiger.rerank.towers import TowerReranker, is_tower, load_tower_encoder
+from recbole_tiger.rerank.towers import (AdapterTowerReranker, TowerReranker, is_tower, load_tower_encoder,
+                                         title_vectors)
 from recbole_tiger.rerank.train import (MODES, load_reranker_state, metrics_of_scores, ranking_metrics, rerank_scores,
                                         train_reranker, user_ndcg)
 
@@ -150,8 +151,9 @@ def main(argv=None):
                         help="a causal LM (smollm2, a Hugging Face name or folder): the P5-style prompt reranker; "
                              "minilm or sentence-transformers:<name or folder>: the two-tower text reranker "
                              "(rerank/towers.py)")
-    parser.add_argument("--method", default=None, choices=["lora", "full"],
-                        help="default: lora for a causal LM, full for the two-tower reranker (the only choice there)")
+    parser.add_argument("--method", default=None, choices=["lora", "full", "adapter"],
+                        help="a causal LM: lora (default) or full; the two-tower reranker: adapter (default: the "
+                             "encoder frozen, a map on each side trained) or full (the encoder fine-tuned)")
     parser.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                         help="bfloat16: mixed precision (bf16 autocast, float32 weights), faster on a CPU with "
                              "bf16 arithmetic (AVX512-BF16/AMX; 1.6x when scoring here) or a GPU; float32: exact; "
@@ -162,9 +164,10 @@ def main(argv=None):
                              "the same command continues it")
     parser.add_argument("--patience", type=int, default=2, help="epochs without a better valid NDCG@10 before stopping")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 8, or 256 with --method=adapter")
     parser.add_argument("--learning_rate", type=float, default=None,
-                        help="default: 5e-4 (LoRA of a causal LM), 3e-5 (the two-tower reranker, every weight)")
+                        help="default: 5e-4 (LoRA of a causal LM), 3e-5 (every weight of a two-tower "
+                             "reranker's encoder), 1e-3 (--method=adapter)")
     parser.add_argument("--n_negatives", type=int, default=None,
                         help="negatives per training user from the first stage's list: the direct task's (default "
                              "3), or the two-tower reranker's list (default: every other candidate)")
@@ -186,12 +189,18 @@ def main(argv=None):
     tower = is_tower(args.base_model)
     if tower and args.method == "lora":
         raise SystemExit("rerank.compare: --method=lora is for a causal LM; the two-tower reranker "
-                         f"(--base_model={args.base_model}) fine-tunes every weight (--method=full)")
-    args.method = args.method or ("full" if tower else "lora")
-    args.learning_rate = args.learning_rate or (3e-5 if tower else 5e-4)
+                         f"(--base_model={args.base_model}) trains --method=adapter or --method=full")
+    if not tower and args.method == "adapter":
+        raise SystemExit(f"rerank.compare: --method=adapter is the two-tower reranker's (--base_model=minilm); "
+                         f"a causal LM ({args.base_model}) trains --method=lora or --method=full")
+    args.method = args.method or ("adapter" if tower else "lora")
+    adapter = args.method == "adapter"
+    args.learning_rate = args.learning_rate or (1e-3 if adapter else 3e-5 if tower else 5e-4)
+    args.batch_size = args.batch_size or (256 if adapter else 8)
     if args.n_negatives is None and not tower:
         args.n_negatives = 3
-    kind = "two-tower text reranker" if tower else "LM reranker"
+    kind = ("two-tower text reranker (frozen encoder)" if adapter else "two-tower text reranker" if tower
+            else "LM reranker")
     systems = args.systems.split(",")
     modes = tuple(args.modes.split(","))
     if not modes or set(modes) - set(MODES):
@@ -219,8 +228,16 @@ def main(argv=None):
         raise SystemExit("rerank.compare: --item_features needs a causal LM reranker (VIP5's feature token); "
                          "the two-tower reranker reads titles only")
 
+    vectors = {}
+
     def build():
         torch.manual_seed(args.seed)
+        if adapter:   # every title a split names, embedded once per invocation
+            if not vectors:
+                items = torch.cat([split[key].flatten() for split in (train, valid, test)
+                                   for key in ("candidates", "history", "target")])
+                vectors["v"] = title_vectors(load_tower_encoder(args.base_model, device), titles, items)
+            return AdapterTowerReranker(vectors["v"]).to(device)
         if tower:
             return TowerReranker(load_tower_encoder(args.base_model, device), precision=precision).to(device)
         return Reranker(*load_base_model(args.base_model), features=features,

@@ -8,8 +8,13 @@ stage ranked for it, softmax cross-entropy over the list, which is the reranking
 All-MiniLM-L6-v2 (22M parameters, bundled offline) trains for several epochs in minutes on a
 CPU core, where the 135M causal LM of ``model.Reranker`` needs hours per epoch.
 
-It answers the same calls as ``model.Reranker`` (``loss``, ``training_examples``, scores via
-``score_titles``), so ``train.train_reranker`` and ``compare`` use either.
+Fine-tuning the encoder costs ~7-27 s per step of 16 queries on one of our CPU cores (docs/reranker.md),
+so ``AdapterTowerReranker`` keeps it frozen: every title is embedded once, and training learns a
+residual linear map on each side and how much each of the last history items counts. Untrained, it
+ranks exactly as the MiniLM cosine baseline; an epoch over every training user takes seconds.
+
+Both answer the same calls as ``model.Reranker`` (``loss``, ``training_examples``, scores via
+``score_titles`` or ``score_items``), so ``train.train_reranker`` and ``compare`` use any of them.
 """
 import random
 
@@ -17,10 +22,11 @@ import torch
 from torch import nn
 
 from recbole_tiger.precision import autocast
-from recbole_tiger.rerank.prompts import history_text
+from recbole_tiger.rerank.prompts import HISTORY_ITEMS, history_text
 
 TOWER_MODELS = ("minilm",)   # --base_model values that build a TowerReranker
 TOWER_PREFIX = "sentence-transformers:"   # --base_model=sentence-transformers:<name or local folder>
+TOWER_METHODS = ("adapter", "full")       # frozen encoder + trained maps / the whole encoder fine-tuned
 
 
 def is_tower(base_model):
@@ -93,3 +99,91 @@ class TowerReranker(nn.Module):
         vectors = self.embed([history] + list(titles))
         self.train(was_training)
         return (vectors[1:] @ vectors[0]).cpu()
+
+
+@torch.no_grad()
+def title_vectors(encoder, titles, items, batch_size=64):
+    """[len(titles), d] unit sentence embeddings of the ``items``' titles (zero rows elsewhere)."""
+    items = sorted({int(i) for i in items} - {0})
+    vectors = torch.as_tensor(encoder.encode([titles[i] for i in items], batch_size=batch_size,
+                                             normalize_embeddings=True, convert_to_numpy=True))
+    out = torch.zeros(len(titles), vectors.shape[1])
+    out[items] = vectors
+    return out
+
+
+class AdapterTowerReranker(nn.Module):
+    feature_id = None
+    method = "adapter"
+
+    def __init__(self, vectors, *, history_items=HISTORY_ITEMS, temperature=0.05):
+        """``vectors`` [n_items, d]: frozen unit title embeddings (``title_vectors``); the history is a
+        weighted mean of its last ``history_items`` items' vectors."""
+        super().__init__()
+        self.register_buffer("vectors", vectors.float(), persistent=False)
+        d = vectors.shape[1]
+        self.history_map, self.item_map = nn.Linear(d, d), nn.Linear(d, d)
+        for layer in (self.history_map, self.item_map):     # zero residual: untrained = plain cosine
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.position_logits = nn.Parameter(torch.zeros(history_items))    # [H], the last = most recent
+        self.history_items, self.temperature = history_items, temperature
+
+    @property
+    def device(self):
+        return self.vectors.device
+
+    def last_items(self, history, length):
+        """A user's last ``history_items`` item ids, oldest first."""
+        return [int(i) for i in history[max(0, int(length) - self.history_items): int(length)]]
+
+    def encode_items(self, items):
+        """[...] item ids -> [..., d] unit vectors"""
+        v = self.vectors[items]
+        return nn.functional.normalize(v + self.item_map(v), dim=-1)
+
+    def encode_histories(self, histories):
+        """[B, H] item ids, right-aligned, 0 = none -> [B, d] unit vectors"""
+        present = histories > 0                                                             # [B, H]
+        logits = self.position_logits[None].expand_as(histories).masked_fill(~present, -torch.inf)
+        weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)                             # [B, H]
+        mean = (weights[..., None] * self.vectors[histories]).sum(1)                        # [B, d]
+        return nn.functional.normalize(mean + self.history_map(mean), dim=-1)
+
+    def pad_histories(self, histories):
+        out = torch.zeros(len(histories), self.history_items, dtype=torch.long)
+        for row, items in enumerate(histories):
+            if items:
+                out[row, -len(items):] = torch.as_tensor(items[-self.history_items:])
+        return out.to(self.device)
+
+    def training_examples(self, split, titles, n_negatives=None, seed=0):
+        """One example per training query: its last items and its list, the target first;
+        ``n_negatives`` keeps the first stage's top-ranked other candidates (None: all)."""
+        examples = []
+        for row in range(len(split["users"])):
+            target = int(split["target"][row])
+            negatives = [int(c) for c in split["candidates"][row] if int(c) != target][:n_negatives]
+            examples.append({"task": "listwise", "item": target,
+                             "history": self.last_items(split["history"][row], split["length"][row]),
+                             "candidates": [target] + negatives})
+        random.Random(seed).shuffle(examples)
+        return examples
+
+    def loss(self, examples, task_weights=None):
+        """Mean over queries of the softmax cross-entropy of the target (index 0) in its list."""
+        width = max(len(ex["candidates"]) for ex in examples)
+        candidates = torch.zeros(len(examples), width, dtype=torch.long)
+        for row, ex in enumerate(examples):
+            candidates[row, :len(ex["candidates"])] = torch.as_tensor(ex["candidates"])
+        candidates = candidates.to(self.device)                                             # [B, L], 0 = none
+        histories = self.encode_histories(self.pad_histories([ex["history"] for ex in examples]))   # [B, d]
+        logits = (self.encode_items(candidates) @ histories[..., None]).squeeze(-1) / self.temperature
+        logits = logits.masked_fill(candidates == 0, -torch.inf)                            # [B, L]
+        return nn.functional.cross_entropy(logits, torch.zeros(len(examples), dtype=torch.long, device=self.device))
+
+    @torch.no_grad()
+    def score_items(self, history, items):
+        """Cosine of each candidate [K] with a history (item ids, oldest first) -> [K]"""
+        h = self.encode_histories(self.pad_histories([list(history)]))[0]
+        return (self.encode_items(torch.as_tensor(items, device=self.device)) @ h).cpu()

@@ -28,7 +28,10 @@ def candidate_scores(reranker, split, titles, row, with_feature, modes=MODES):
     """{mode: scores [K]} for one user's candidates (template 0 of each task); only the tasks the
     ``modes`` need are scored (``direct`` alone costs about half of all three)."""
     items = [int(c) for c in split["candidates"][row]]
-    if hasattr(reranker, "score_titles"):      # a two-tower reranker has one score for every mode
+    if hasattr(reranker, "score_items"):       # two-tower rerankers have one score for every mode
+        scores = reranker.score_items(reranker.last_items(split["history"][row], split["length"][row]), items)
+        return {m: scores for m in modes}
+    if hasattr(reranker, "score_titles"):
         scores = reranker.score_titles(history_text(split["history"][row], split["length"][row], titles),
                                        [titles[i] for i in items])
         return {m: scores for m in modes}
