@@ -141,3 +141,7 @@ def test_compare_runs_the_two_tower_reranker_and_refuses_lora(tiny_config, tmp_p
             assert f"| {name} (minilm" in table
     assert "full, 4 steps over 15 examples" in table                      # 15 queries, 4 per batch
     assert "adapter, 2 steps over 15 examples" in table                   # one batch of 256 per epoch
+    assert "| two-tower text reranker (frozen encoder), trained (minilm, float32) |" in table
+    curve = (tmp_path / "results" / "tiny-rerank-curve.md").read_text()    # each reranker's curve, kept apart
+    assert curve.count("| two-tower text reranker (frozen encoder) (minilm, float32) |") == 2
+    assert curve.count("| two-tower text reranker (minilm, ") == 1

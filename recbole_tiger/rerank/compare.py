@@ -126,21 +126,21 @@ def reranker_rows(name, reranker, valid, test, titles, with_feature, n_valid_use
              "valid_ndcg@10": round(valid_fused, 4), "train": train_note}]
 
 
-CURVE_COLUMNS = ["first_stage", "epoch", "step", "seconds", "train_loss", "valid_users", *(f"valid_ndcg@10 {m}" for m in MODES),
+CURVE_COLUMNS = ["reranker", "first_stage", "epoch", "step", "seconds", "train_loss", "valid_users", *(f"valid_ndcg@10 {m}" for m in MODES),
                  "commit", "date", "machine"]
 
 
-def write_curve(base, data, log, common):
+def write_curve(base, data, log, common, reranker):
     """The training curve (train loss, valid NDCG@10 per scoring mode, after every epoch) into
     ``<dataset>-rerank-curve.{csv,md}``."""
     from recbole_tiger.benchmark.results_table import write_table
 
-    rows = [{"first_stage": common["first_stage"], "epoch": e["epoch"], "step": e["step"], "seconds": e["seconds"],
-             "train_loss": e["train_loss"], "valid_users": common["valid_users"],
+    rows = [{"reranker": reranker, "first_stage": common["first_stage"], "epoch": e["epoch"], "step": e["step"],
+             "seconds": e["seconds"], "train_loss": e["train_loss"], "valid_users": common["valid_users"],
              **{f"valid_ndcg@10 {m}": v["ndcg@10"] for m, v in e["valid"].items()},
              **{k: common[k] for k in ("commit", "date", "machine")}} for e in log["epochs"]]
     write_table(base, f"Reranker training curve on {data['dataset']} (valid NDCG@10 of the reranked lists after each "
-                "epoch)", CURVE_COLUMNS, rows, ["first_stage", "epoch"])
+                "epoch)", CURVE_COLUMNS, rows, ["reranker", "first_stage", "epoch"])
 
 
 def main(argv=None):
@@ -216,7 +216,8 @@ def main(argv=None):
     features = load_item_features(args.item_features, data["item_tokens"]) if args.item_features else None
     train, valid, test = (data["splits"][s] for s in ("train", "valid", "test"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = resolve_precision(args.precision, device)
+    # the adapter scores frozen float32 vectors with a few small matrices: no mixed precision
+    precision = "float32" if adapter else resolve_precision(args.precision, device)
     out = args.out or os.path.splitext(args.candidates)[0] + "-reranker.pt"
     in_list = (test["candidates"] == test["target"][:, None]).any(1).float().mean()
     common = {"first_stage": f"{data['model']} ({data['protocol']})", "users": len(test["users"]), "K": data["k"],
@@ -286,7 +287,7 @@ def main(argv=None):
                                  task_weights={"sequential": args.sequential_weight, "direct": args.direct_weight},
                                  n_valid_users=args.n_valid_users, seed=args.seed, modes=modes, piece_min=args.piece,
                                  patience=args.patience)
-            write_curve(base + "-curve", data, log, common)
+            write_curve(base + "-curve", data, log, common, f"{kind} ({args.base_model}, {precision})")
             if log.get("paused"):
                 print(f"paused after {log['train_seconds'] / 60:.0f} min of training ({log['steps']} steps, "
                       f"{len(log['epochs'])} epochs so far): the same command continues from {out}.resume")
