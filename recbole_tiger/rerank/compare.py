@@ -28,7 +28,7 @@ import torch
 
 from recbole_tiger.llm.base_model import DEFAULT_BASE_MODEL, load_base_model
 from recbole_tiger.rerank.model import PRECISIONS, Reranker, resolve_precision
-from recbole_tiger.rerank.prompts import HISTORY_ITEMS, candidate_file_titles, training_examples
+from recbole_tiger.rerank.prompts import candidate_file_titles, last_items, training_examples
 from recbole_tiger.rerank.fusion import choose_fusion_weight, fused_order, paired_bootstrap
 from recbole_tiger.rerank.towers import (AdapterTowerReranker, TowerReranker, is_tower, load_tower_encoder,
                                          title_vectors)
@@ -78,17 +78,11 @@ def popularity_order(split, counts):
 
 def text_similarity_order(split, titles):
     """Candidates by cosine between their title and the mean of the history titles (MiniLM)."""
-    from recbole_tiger.semantic_ids.text_encoder import load_sentence_encoder
-
-    encoder = load_sentence_encoder(None, torch.device("cpu"))
-    needed = sorted({int(i) for i in split["candidates"].flatten()} | {int(i) for i in split["history"].flatten()} - {0})
-    vectors = torch.as_tensor(encoder.encode([titles[i] for i in needed], batch_size=64, normalize_embeddings=True))
-    emb = torch.zeros(len(titles), vectors.shape[1])
-    emb[needed] = vectors
+    emb = title_vectors(load_tower_encoder("minilm"), titles,
+                        torch.cat([split["candidates"].flatten(), split["history"].flatten()]))
     orders = []
     for row in range(len(split["users"])):
-        n = int(split["length"][row])
-        hist = emb[split["history"][row, max(0, n - HISTORY_ITEMS): n]].mean(0)
+        hist = emb[last_items(split["history"][row], split["length"][row])].mean(0)
         orders.append((emb[split["candidates"][row]] @ hist).argsort(descending=True))
     return torch.stack(orders)
 
@@ -229,16 +223,16 @@ def main(argv=None):
         raise SystemExit("rerank.compare: --item_features needs a causal LM reranker (VIP5's feature token); "
                          "the two-tower reranker reads titles only")
 
-    vectors = {}
+    vectors = None
+    if adapter and set(systems) & {"untrained", "trained"}:   # every title a split names, embedded once
+        vectors = title_vectors(load_tower_encoder(args.base_model, device), titles,
+                                torch.cat([split[key].flatten() for split in (train, valid, test)
+                                           for key in ("candidates", "history", "target")]))
 
     def build():
         torch.manual_seed(args.seed)
-        if adapter:   # every title a split names, embedded once per invocation
-            if not vectors:
-                items = torch.cat([split[key].flatten() for split in (train, valid, test)
-                                   for key in ("candidates", "history", "target")])
-                vectors["v"] = title_vectors(load_tower_encoder(args.base_model, device), titles, items)
-            return AdapterTowerReranker(vectors["v"]).to(device)
+        if adapter:
+            return AdapterTowerReranker(vectors).to(device)
         if tower:
             return TowerReranker(load_tower_encoder(args.base_model, device), precision=precision).to(device)
         return Reranker(*load_base_model(args.base_model), features=features,

@@ -48,10 +48,23 @@ def candidate_file_titles(data):
     return item_titles(config, data["item_tokens"])
 
 
+def last_items(history, length, n=HISTORY_ITEMS):
+    """A user's last ``n`` item ids, oldest first (``history`` [L] padded after ``length``)."""
+    return [int(i) for i in history[max(0, int(length) - n): int(length)]]
+
+
+def target_first_lists(split, n_negatives=None):
+    """Per training query (row, [target, the first stage's other candidates in its order]);
+    ``n_negatives`` keeps the top-ranked others (None: all). The listwise rerankers train on these."""
+    for row in range(len(split["users"])):
+        target = int(split["target"][row])
+        negatives = [int(c) for c in split["candidates"][row] if int(c) != target][:n_negatives]
+        yield row, [target] + negatives
+
+
 def history_text(history, length, titles):
     """The titles of a user's last ``HISTORY_ITEMS`` items, oldest first, joined by " | "."""
-    items = [int(i) for i in history[max(0, int(length) - HISTORY_ITEMS): int(length)]]
-    return " | ".join(titles[i] for i in items)
+    return " | ".join(titles[i] for i in last_items(history, length))
 
 
 def shared_text(user, history, length, titles, template=0):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from recbole_tiger.precision import autocast
-from recbole_tiger.rerank.prompts import HISTORY_ITEMS, history_text
+from recbole_tiger.rerank.prompts import HISTORY_ITEMS, history_text, last_items, target_first_lists
 
 TOWER_MODELS = ("minilm",)   # --base_model values that build a TowerReranker
 TOWER_PREFIX = "sentence-transformers:"   # --base_model=sentence-transformers:<name or local folder>
@@ -68,13 +68,10 @@ class TowerReranker(nn.Module):
     def training_examples(self, split, titles, n_negatives=None, seed=0):
         """One example per training query: its history text and the titles of its list, the target
         first; ``n_negatives`` keeps the first stage's top-ranked other candidates (None: all)."""
-        examples = []
-        for row in range(len(split["users"])):
-            target = int(split["target"][row])
-            negatives = [int(c) for c in split["candidates"][row] if int(c) != target][:n_negatives]
-            examples.append({"task": "listwise", "item": target,
-                             "history": history_text(split["history"][row], split["length"][row], titles),
-                             "titles": [titles[target]] + [titles[i] for i in negatives]})
+        examples = [{"task": "listwise", "item": items[0],
+                     "history": history_text(split["history"][row], split["length"][row], titles),
+                     "titles": [titles[i] for i in items]}
+                    for row, items in target_first_lists(split, n_negatives)]
         random.Random(seed).shuffle(examples)
         return examples
 
@@ -133,10 +130,6 @@ class AdapterTowerReranker(nn.Module):
     def device(self):
         return self.vectors.device
 
-    def last_items(self, history, length):
-        """A user's last ``history_items`` item ids, oldest first."""
-        return [int(i) for i in history[max(0, int(length) - self.history_items): int(length)]]
-
     def encode_items(self, items):
         """[...] item ids -> [..., d] unit vectors"""
         v = self.vectors[items]
@@ -160,13 +153,10 @@ class AdapterTowerReranker(nn.Module):
     def training_examples(self, split, titles, n_negatives=None, seed=0):
         """One example per training query: its last items and its list, the target first;
         ``n_negatives`` keeps the first stage's top-ranked other candidates (None: all)."""
-        examples = []
-        for row in range(len(split["users"])):
-            target = int(split["target"][row])
-            negatives = [int(c) for c in split["candidates"][row] if int(c) != target][:n_negatives]
-            examples.append({"task": "listwise", "item": target,
-                             "history": self.last_items(split["history"][row], split["length"][row]),
-                             "candidates": [target] + negatives})
+        examples = [{"task": "listwise", "item": items[0],
+                     "history": last_items(split["history"][row], split["length"][row], self.history_items),
+                     "candidates": items}
+                    for row, items in target_first_lists(split, n_negatives)]
         random.Random(seed).shuffle(examples)
         return examples
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from recbole_tiger.atomic_io import atomic_torch_save
 from recbole_tiger.llm.finetune import make_trainable, optimizer_step, trainable_state, warmup_adamw
 from recbole_tiger.rerank.prompts import (DIRECT_TEMPLATES, SEQUENTIAL_TEMPLATES, candidate_prompt, history_text,
-                                          shared_text)
+                                          last_items, shared_text)
 
 logger = logging.getLogger(__name__)
 MODES = ("direct", "sequential", "both")
@@ -29,7 +29,8 @@ def candidate_scores(reranker, split, titles, row, with_feature, modes=MODES):
     ``modes`` need are scored (``direct`` alone costs about half of all three)."""
     items = [int(c) for c in split["candidates"][row]]
     if hasattr(reranker, "score_items"):       # two-tower rerankers have one score for every mode
-        scores = reranker.score_items(reranker.last_items(split["history"][row], split["length"][row]), items)
+        scores = reranker.score_items(
+            last_items(split["history"][row], split["length"][row], reranker.history_items), items)
         return {m: scores for m in modes}
     if hasattr(reranker, "score_titles"):
         scores = reranker.score_titles(history_text(split["history"][row], split["length"][row], titles),
