@@ -355,7 +355,8 @@ def stopped_cell(row):
     """What ended a run, for the converged table: a run stopped by its budget is a time cap."""
     stopped = row.get("stopped_by", "")
     if stopped == "budget" and row.get("budget_min"):
-        return f"time cap ({float(row['budget_min']) / 60:g} h)"
+        minutes = float(row["budget_min"])
+        return f"time cap ({minutes / 60:g} h)" if minutes % 30 == 0 else f"time cap ({minutes:g} min)"
     return {"early stopping / epochs": "patience / epochs"}.get(stopped, md_cell(stopped) or "—")
 
 

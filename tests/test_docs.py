@@ -279,4 +279,5 @@ def test_converged_table_reads_both_protocols_of_one_run_and_the_published_numbe
     assert table[2][-3:] == ["0.0712", "0.0432", "—"] and "protocol unknown" in table[2][0]
     assert table[3][-3:] == ["0.0970", "—", "0.0580"]
     assert table[1][:4] == ["BERT4Rec", "20", "1", "time cap (2.5 h)"]
+    assert make_docs.stopped_cell({"stopped_by": "budget", "budget_min": "100.0"}) == "time cap (100 min)"
     assert len(table) == 4 and not any(line.startswith("Not converged yet") for line in lines)
