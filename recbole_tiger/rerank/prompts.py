@@ -89,13 +89,11 @@ def training_examples(split, titles, n_negatives=3, seed=0, with_feature=False):
     Each example: dict(task, shared, prompt, answer, item); the loss is on ``answer``."""
     rng = random.Random(seed)
     examples = []
-    for row in range(len(split["users"])):
-        user, target = int(split["users"][row]), int(split["target"][row])
-        shared = shared_text(user, split["history"][row], split["length"][row], titles,
+    for row, (target, *negatives) in target_first_lists(split):
+        shared = shared_text(int(split["users"][row]), split["history"][row], split["length"][row], titles,
                              rng.randrange(len(SHARED_TEMPLATES)))
         prompt, answer = candidate_prompt("sequential", titles[target], rng.randrange(len(SEQUENTIAL_TEMPLATES)))
         examples.append({"task": "sequential", "shared": shared, "prompt": prompt, "answer": answer, "item": target})
-        negatives = [int(c) for c in split["candidates"][row] if int(c) != target]
         for item, answer in [(target, YES)] + [(n, NO) for n in rng.sample(negatives, min(n_negatives, len(negatives)))]:
             prompt, _ = candidate_prompt("direct", titles[item], rng.randrange(len(DIRECT_TEMPLATES)), with_feature)
             examples.append({"task": "direct", "shared": shared, "prompt": prompt, "answer": answer, "item": item})
